@@ -1,0 +1,1 @@
+"""moebook: execute (papermill) -> check (nbval) -> build (Jupyter Book 1) the companion book."""
