@@ -1,7 +1,7 @@
 """moe_lib: the code behind every chapter of the MoE theory companion book."""
 
 from . import plots
-from .check import Claims, ClaimFailed
+from .check import ClaimFailed, Claims
 from .experts import MLP, PReLU, mlp_param_count, n_nonzero, n_params
 from .moe import DeepMoE, MoE, moe_class_member
 from .rates import loglog_slope

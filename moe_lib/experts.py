@@ -83,7 +83,7 @@ def relu_mlp_from_weights(weights: list[torch.Tensor], biases: list[torch.Tensor
     width = weights[0].shape[0] if len(weights) > 1 else 1
     net = MLP(d_in, d_out, width, depth=len(weights), dtype=torch.float64)
     with torch.no_grad():
-        for lin, w, b in zip(net.linears, weights, biases):
+        for lin, w, b in zip(net.linears, weights, biases, strict=True):
             if lin.weight.shape != w.shape or lin.bias.shape != b.shape:
                 raise ValueError(f"expected layer shapes {tuple(lin.weight.shape)}/{tuple(lin.bias.shape)}, "
                                  f"got {tuple(w.shape)}/{tuple(b.shape)}")

@@ -50,7 +50,8 @@ def status_page(chapters: list[Chapter], profile: str) -> str:
         "# Status", "",
         f"Every chapter below was executed in the `{profile}` profile on the machine that built this",
         "page, then checked by nbval and built with warnings as errors.",
-        f"Total execution time: {total:.0f} s on {platform.machine()} with Python {platform.python_version()}.",
+        f"Total execution time: {total:.0f} s on {platform.machine()} "
+        f"with Python {platform.python_version()}.",
         "", *rows, "", f"Versions: {versions}.", ""])
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,19 @@ import papermill
 
 from . import paths
 from .chapters import Chapter
+
+
+@contextmanager
+def kernel_environment():
+    """Run the block with os.environ set to ``kernel_env()`` (papermill's kernels inherit it)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(kernel_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def kernel_env() -> dict[str, str]:
@@ -87,10 +101,11 @@ def run_chapter(chapter: Chapter, profile: str, params: dict, force: bool = Fals
     error = ""
     try:
         # Relative paths: papermill stores them in the notebook that readers download.
-        papermill.execute_notebook(
-            str(source), str(partial), parameters=params, kernel_name="python3",
-            progress_bar=sys.stderr.isatty(), env=kernel_env(), cwd=str(paths.NOTEBOOKS),
-        )
+        with kernel_environment():
+            papermill.execute_notebook(
+                str(source), str(partial), parameters=params, kernel_name="python3",
+                progress_bar=sys.stderr.isatty(), cwd=str(paths.NOTEBOOKS),
+            )
     except papermill.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
     except Exception as e:  # noqa: BLE001 - a broken kernel must not stop the other chapters
