@@ -110,8 +110,12 @@ def run_chapter(chapter: Chapter, profile: str, params: dict, force: bool = Fals
         error = f"{e.ename}: {e.evalue}"
     except Exception as e:  # noqa: BLE001 - a broken kernel must not stop the other chapters
         error = f"{type(e).__name__}: {e}"
+    except BaseException:  # interrupted: leave nothing half-written behind
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        source.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    source.unlink(missing_ok=True)
     if error:
         if partial.exists():
             os.replace(partial, failed)
@@ -119,6 +123,7 @@ def run_chapter(chapter: Chapter, profile: str, params: dict, force: bool = Fals
         side.unlink(missing_ok=True)
         return Result(chapter, "FAILED", seconds, error)
     _tidy_metadata(partial, chapter)
+    side.unlink(missing_ok=True)  # never a sidecar describing another run than the notebook
     os.replace(partial, final)
     failed.unlink(missing_ok=True)
     _write_atomic(side, json.dumps({"key": key, "params": params, "seconds": round(seconds, 2),
