@@ -54,3 +54,12 @@ def test_chapter_follows_the_template(chapter):
 @pytest.mark.parametrize("chapter", all_chapters(), ids=lambda c: c.id)
 def test_chapter_label_is_a_catalogue_id(chapter):
     assert chapter.label in catalogue_ids(chapter.paper)
+
+
+@pytest.mark.skipif(not CATALOGUE.is_dir(), reason="the catalogue ../shared/papers is not here")
+@pytest.mark.parametrize("paper", ["P2"])
+def test_every_result_of_a_finished_part_has_a_chapter(paper):
+    labels = {c.label for c in all_chapters()}
+    missing = [i for i in catalogue_ids(paper) if i not in labels]
+    assert not missing, f"{paper} results without a chapter: {missing}"
+
