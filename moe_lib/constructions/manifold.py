@@ -657,7 +657,15 @@ def fit_local_functions(manifold: mf.Sphere, centres, radius: float, target: Abs
     return out
 
 
-def build_theorem_4_8(problem: SphereProblem, radius: float, width: int, *, n_knots: int = 64,
+def _unpack_problem(problem) -> tuple:
+    """(manifold, centres, target) from a SphereProblem or such a tuple."""
+    if not isinstance(problem, (SphereProblem, tuple)) or len(tuple(problem)) != 3:
+        raise ValueError("problem: expected a SphereProblem or a (manifold, centres, target) tuple, "
+                         f"got {type(problem).__name__}")
+    return tuple(problem)
+
+
+def build_theorem_4_8(problem: SphereProblem | tuple, radius: float, width: int, *, n_knots: int = 64,
                       division_width: int = 128, seed: int = 0, samples_per_feature: int = 8,
                       partition: PartitionNet | None = None, layer1: MoE | None = None,
                       local_fits: Sequence[LocalFit] | None = None) -> ShallowConstruction:
@@ -669,9 +677,7 @@ def build_theorem_4_8(problem: SphereProblem, radius: float, width: int, *, n_kn
     ``partition``, ``layer1`` and ``local_fits`` may be passed in to reuse pieces that do not
     depend on m (layer 1) or on D (g_i).
     """
-    if not isinstance(problem, SphereProblem):
-        raise ValueError(f"problem: expected a SphereProblem, got {type(problem).__name__}")
-    manifold, C, target = problem
+    manifold, C, target = _unpack_problem(problem)
     width = validate.integer(width, "width", low=1)
     E, D = C.shape[0], manifold.D
     if partition is None:
@@ -713,9 +719,7 @@ def build_corollary_4_9(problem: SphereProblem, radius: float, width: int, *, n_
     computed in intrinsic coordinates, so with a fixed seed every fit is bitwise the same for
     every D (least squares would amplify rounding differences of 1e-16 by its condition number).
     """
-    if not isinstance(problem, SphereProblem):
-        raise ValueError(f"problem: expected a SphereProblem, got {type(problem).__name__}")
-    manifold, C, target = problem
+    manifold, C, target = _unpack_problem(problem)
     width = validate.integer(width, "width", low=1)
     E, D, d = C.shape[0], manifold.D, manifold.d
     if partition is None:

@@ -96,7 +96,7 @@ def circle_factors(L: int, E: int, D_factor: int, width: int, radius: float, see
     for l in range(L):
         circle = mf.Sphere(1, D_factor, seed=seed + l)
         centres = circle.arc_centres(E, offset=offset)
-        out.append(mc.build_theorem_4_8(circle, centres, radius, TrigTarget(circle), width,
+        out.append(mc.build_theorem_4_8((circle, centres, TrigTarget(circle)), radius, width,
                                         seed=seed, **build_kw))
     return out
 
