@@ -525,9 +525,9 @@ def rotated_axis_centres(manifold: mf.Sphere, seed: int = 0) -> torch.Tensor:
     """The 2(d+1) cap centres +-R e_j of S^d, R a fixed random rotation of the intrinsic
     coordinates, embedded: (2(d+1), D), ordered +R e_1, -R e_1, +R e_2, ...
 
-    Same geometry as ``manifold.axis_centres()``; the generic rotation keeps every centre away from
-    the coordinate axes, where the QR-based tangent basis of ``manifolds.Sphere`` jumps with
-    rounding noise (so the charts would differ between ambient dimensions by a rotation).
+    Same geometry as ``manifold.axis_centres()``, in general position with respect to the
+    coordinate axes (an earlier tangent basis was unstable on the axes; the rotation is kept so
+    the chapters' numbers stay as published).
     """
     if not isinstance(manifold, mf.Sphere):
         raise ValueError(f"manifold: expected a moe_lib.manifolds.Sphere, got {manifold!r}")
