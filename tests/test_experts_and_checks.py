@@ -48,23 +48,35 @@ def test_validate_messages():
         ml.MLP(2, 1, 0)
 
 
-def test_claims_report_passes_and_fails(capsys):
+def test_claims_report_passes_and_fails():
     c = ml.Claims("X-1")
-    c.le("small", 0.1, 0.2)
-    c.equal("count", 9, 9)
-    c.report()
-    out = capsys.readouterr().out
-    assert out.count("claim holds: X-1") == 2
+    c.le("small", 0.1, 0.2, kind="theorem")
+    c.equal("count", 9, 9, kind="identity")
+    c.ge("derived step", 2.0, 1.0, kind="derived", why="Lemma A: x >= 1")
+    c.le("known gap", 0.5, 0.1, kind="theorem", finding="the constant is not known")
+    rep = c.report()
+    assert rep.counts()["theorem"] == 2
+    assert repr(rep).splitlines()[0] == "X-1: 4 claims (2 theorem, 1 derived, 1 identity)"
+    assert "[theorem] known gap: finding: does not hold; measured 0.5, required <= 0.1" in repr(rep)
+    assert "| small | theorem | 0.1 | <= 0.2 | holds |" in rep._repr_markdown_()
+    rec = rep._repr_json_()["moebook_claims"]
+    assert rec["result"] == "X-1" and [r["kind"] for r in rec["claims"]][:2] == ["theorem", "identity"]
     bad = ml.Claims("X-2")
-    bad.le("error below eps", 0.3, 0.2)
-    bad.ge("nan is never enough", float("nan"), 0.0)
-    bad.between("slope", -0.7, -0.55, -0.45)
-    bad.close("ratio", 1.5, 1.0, 0.1)
-    with pytest.raises(ml.ClaimFailed, match="3 of 4|4 of 4") as e:
+    bad.le("error below eps", 0.3, 0.2, kind="theorem")
+    bad.ge("nan is never enough", float("nan"), 0.0, kind="theorem")
+    bad.between("slope", -0.7, -0.55, -0.45, kind="theorem")
+    bad.close("ratio", 1.5, 1.0, 0.1, kind="theorem")
+    bad.le("stale finding", 0.0, 1.0, kind="theorem", finding="thought to fail")
+    with pytest.raises(ml.ClaimFailed, match="4 of 5|5 of 5") as e:
         bad.report()
-    assert "error below eps (measured 0.3, required <= 0.2)" in str(e.value)
+    assert "error below eps (FAILS: measured 0.3, required <= 0.2)" in str(e.value)
+    assert "FINDING IS STALE" in str(e.value)
     with pytest.raises(ml.ClaimFailed, match="no claim was checked"):
         ml.Claims("X-3").report()
+    with pytest.raises(ValueError, match="kind must be one of theorem, derived, identity, got 'thm'"):
+        ml.Claims("X-4").le("a", 1, 2, kind="thm")
+    with pytest.raises(ValueError, match="derived claim needs why="):
+        ml.Claims("X-5").le("a", 1, 2, kind="derived")
 
 
 def test_loglog_slope():

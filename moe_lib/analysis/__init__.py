@@ -1,0 +1,1 @@
+"""Analysis of measured numbers: rates and slopes, routing-path statistics."""

@@ -1,0 +1,1 @@
+"""Chapter drivers: one module per chapter family; only notebooks import these."""

@@ -1,0 +1,1 @@
+"""Fitting: the training loop, random features and parameter sweeps."""

@@ -1,0 +1,1 @@
+"""Geometry: manifolds, partitions of unity, charts and covers."""

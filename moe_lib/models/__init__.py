@@ -1,0 +1,1 @@
+"""Models: experts, routers, the MoE layer and its stacked and deep variants, the expert store."""
