@@ -9,7 +9,8 @@ from .routing import GridRouter, NearestPrototypeRouter, Routing, TopKGate, top_
 from .seed import seed_everything
 
 __all__ = [
-    "plots", "Claims", "ClaimFailed", "ClaimReport", "MLP", "PReLU", "mlp_param_count", "n_nonzero", "n_params",
+    "plots", "Claims", "ClaimFailed", "ClaimReport",
+    "MLP", "PReLU", "mlp_param_count", "n_nonzero", "n_params",
     "DeepMoE", "MoE", "moe_class_member", "loglog_slope", "GridRouter",
     "NearestPrototypeRouter", "Routing", "TopKGate", "top_k", "seed_everything",
 ]

@@ -151,7 +151,8 @@ class ClaimReport:
 
     def __repr__(self) -> str:
         n = self.counts()
-        head = f"{self.result_id}: {len(self.rows)} claims (" + ", ".join(f"{v} {k}" for k, v in n.items() if v) + ")"
+        kinds = ", ".join(f"{v} {k}" for k, v in n.items() if v)
+        head = f"{self.result_id}: {len(self.rows)} claims ({kinds})"
         return "\n".join([head] + [f"[{c.kind}] {c.name}: {c.status}; measured {c.measured}, "
                                    f"required {c.required}" for c in self.rows])
 
