@@ -94,8 +94,9 @@ class Claims:
         self.rows.append(Claim(name, kind, bool(holds), fmt(measured), required, why, finding))
         return bool(holds)
 
-    def true(self, name: str, holds: bool, **how) -> bool:
-        return self._add(name, holds, bool(holds), "True", **how)
+    def true(self, name: str, holds: bool, detail: str = "", **how) -> bool:
+        """``detail`` (optional) is shown as the measured value, e.g. what was found."""
+        return self._add(name, holds, detail or bool(holds), "True", **how)
 
     def le(self, name, measured, bound, **how) -> bool:
         ok = _finite(measured) and float(measured) <= float(bound)
