@@ -27,9 +27,9 @@ from .chapters import Chapter
 @contextmanager
 def kernel_environment():
     """Run the block with os.environ set to ``kernel_env()`` (papermill's kernels inherit it)."""
-    saved = dict(os.environ)
+    saved, env = dict(os.environ), kernel_env()  # computed before clearing: it starts from os.environ
     os.environ.clear()
-    os.environ.update(kernel_env())
+    os.environ.update(env)
     try:
         yield
     finally:
