@@ -8,9 +8,9 @@ import time
 
 import torch
 
-from .experts import MLP, mlp_param_count
-from .moe import MoE, moe_class_member
-from .routing import TopKGate
+from ..models.experts import MLP, mlp_param_count
+from ..models.moe import MoE, moe_class_member
+from ..models.routing import TopKGate
 
 
 def random_layer(d_in: int, n_experts: int, width: int, k: int, d_out: int = 1,

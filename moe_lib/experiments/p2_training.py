@@ -5,98 +5,27 @@ target f(x) = sin(5 x_1) + cos(3 x_2), a "1-4-MoE" (one MoE layer, bias-free lin
 4 experts, each a 2-layer ReLU net of width 10), D in {16, 32, 64, 128}.
 
 Experiment II (``square_*``, ``exp2_*``): the compositional target of eq. (4) with L = 2, E = 3 on
-[0, 3]^2 (``moe_lib.constructions.compositional.cube_target``), a "2-3-MoE" (two MoE layers of 3
+[0, 3]^2 (``moe_lib.constructions.p2_compositional.cube_target``), a "2-3-MoE" (two MoE layers of 3
 experts) against a "1-6-MoE" (one layer of 6 experts), 2-layer ReLU experts of width m.
 
-Every model of a sweep lives in one ``moe_lib.stacked.StackedMoE`` (model axis = sweep value x
-seed, sweep-major), so a whole sweep is one call of ``moe_lib.train.fit``.
+Every model of a sweep lives in one ``moe_lib.models.stacked.StackedMoE`` (model axis = sweep value x
+seed, sweep-major), so a whole sweep is one call of ``moe_lib.fitting.train.fit``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from . import validate
-from .constructions.compositional import cube_target
-from .moe import moe_class_member
-from .stacked import StackedMoE, stacked_class_members
-from .train import fit, mse
+from .. import validate
+from ..constructions.p2_compositional import cube_sampler, cube_target
+from ..fitting.sweeps import sweep_axis
+from ..models.moe import moe_class_member
+from ..models.stacked import StackedMoE, stacked_class_members
 
 # --- shared ------------------------------------------------------------------------------------
-
-
-def sweep_axis(values: Sequence, seeds: Sequence[int]) -> tuple[list, list[int]]:
-    """The model axis of a sweep: (value, seed) pairs, value-major, as two flat lists."""
-    values, seeds = list(values), list(seeds)
-    if not values or not seeds:
-        raise ValueError(f"expected at least one sweep value and one seed, "
-                         f"got {values} and {seeds}")
-    return [v for v in values for _ in seeds], [s for _ in values for s in seeds]
-
-
-def by_value(per_model: np.ndarray, n_values: int) -> np.ndarray:
-    """Reshape a per-model array (S,) of a value-major sweep into (n_values, n_seeds)."""
-    per_model = np.asarray(per_model, dtype=np.float64)
-    if per_model.ndim != 1 or per_model.size % n_values:
-        raise ValueError(f"per_model: expected a flat array whose length is a multiple of "
-                         f"{n_values}, got shape {per_model.shape}")
-    return per_model.reshape(n_values, -1)
-
-
-def dense_width(active: int, d_in: int, d_out: int = 1) -> int:
-    """Hidden width w of a 2-layer ReLU net d_in -> w -> d_out whose parameter count
-    w (d_in + 1) + w d_out + d_out is closest to ``active`` (ties to the smaller w)."""
-    active = validate.integer(active, "active", low=1)
-    d_in = validate.integer(d_in, "d_in", low=1)
-    d_out = validate.integer(d_out, "d_out", low=1)
-    per_unit = d_in + 1 + d_out
-    lo = max(1, (active - d_out) // per_unit)
-    return min((lo, lo + 1), key=lambda w: (abs(w * per_unit + d_out - active), w))
-
-
-def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequence,
-                seeds: Sequence[int], sampler, test, steps: int, lr: float = 1e-3,
-                batch_size: int = 128, data_seed_offset: int = 1000, desc: str = "") -> dict:
-    """Train one stack ``build(value, seeds)`` per sweep value (S = len(seeds) models each) with
-    ``moe_lib.train.fit``; model seed s draws its minibatches with data seed s + data_seed_offset,
-    the same stream for every value (common random numbers across the sweep).
-
-    ``sampler`` (a ``moe_lib.train`` sampler) and ``test`` (a pair x, y) are either one object for
-    every value or a dict {value: object} (e.g. inputs of a different size per value).
-
-    Returns {"mse": (n_values, n_seeds) test MSE, "final_train": the same shape, mean minibatch loss
-    over the last 100 steps, "stacks": the trained stacks, "histories": (steps, n_seeds) arrays}.
-    """
-    values, seeds = list(values), list(seeds)
-    if not values or not seeds:
-        raise ValueError(f"expected at least one sweep value and one seed, "
-                         f"got {values} and {seeds}")
-    data_seeds = [s + data_seed_offset for s in seeds]
-    out: dict = {"mse": [], "final_train": [], "stacks": [], "histories": []}
-    for name, obj in (("sampler", sampler), ("test", test)):
-        if isinstance(obj, dict) and set(obj) != set(values):
-            raise ValueError(f"{name}: expected a dict keyed by the sweep values {values}, "
-                             f"got keys {sorted(obj)}")
-    for v in values:
-        smp = sampler[v] if isinstance(sampler, dict) else sampler
-        x_test, y_test = test[v] if isinstance(test, dict) else test
-        stack = build(v, seeds)
-        if stack.n_models != len(seeds):
-            raise ValueError(f"build({v!r}, seeds): expected a stack of {len(seeds)} models, "
-                             f"got {stack.n_models}")
-        result = fit(stack, smp, steps, batch_size=batch_size, lr=lr, seeds=data_seeds,
-                     desc=f"{desc} {v}".strip())
-        out["mse"].append(mse(stack, x_test, y_test))
-        out["final_train"].append(result.final(min(100, result.steps)))
-        out["stacks"].append(stack)
-        out["histories"].append(result.history)
-    out["mse"] = np.array(out["mse"])
-    out["final_train"] = np.array(out["final_train"])
-    return out
 
 
 # --- Experiment I: the circle in R^D ----------------------------------------------------------
@@ -121,7 +50,7 @@ def circle_target(x: torch.Tensor) -> torch.Tensor:
 
 
 def circle_sampler(D: int):
-    """A ``moe_lib.train`` sampler: n points uniform (in angle) on the circle in R^D, and f."""
+    """A ``moe_lib.fitting.train`` sampler: n points uniform (in angle) on the circle in R^D, and f."""
     D = validate.integer(D, "D", low=2)
 
     def sample(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,25 +129,10 @@ def exp1_d_free_init(stack: StackedMoE, seeds: Sequence[int]) -> StackedMoE:
 ARCHITECTURES = {"2-3": ([2, 2, 2], 3), "1-6": ([2, 2], 6)}
 
 
-def square_target(x: torch.Tensor, E: int = 3) -> torch.Tensor:
-    """Eq. (4) on [0, E]^L with the catalogue's sub-functions, in torch: coordinate l of the output
-    is i (i - 1 - z)^2 (z - i)^2 with z = x_l and i = ceil(z) clipped to [1, E]. Equals
-    ``constructions.compositional.cube_target`` (the unit tests check it)."""
-    x = validate.tensor(x, "x", ndim=2)
-    i = torch.clamp(torch.ceil(x), 1, E)
-    return i * (i - 1 - x) ** 2 * (x - i) ** 2
-
-
 def square_sampler(E: int = 3):
-    """A ``moe_lib.train`` sampler: uniform points on [0, E]^2 and the eq. (4) target in R^2."""
-    E = validate.integer(E, "E", low=1)
-
-    def sample(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = E * torch.rand(n, 2, generator=generator, dtype=torch.float64)
-        i = torch.clamp(torch.ceil(x), 1, E)
-        return x, i * (i - 1 - x) ** 2 * (x - i) ** 2
-
-    return sample
+    """A ``moe_lib.fitting.train`` sampler: uniform points on [0, E]^2 and the eq. (4) target in
+    R^2 (``p2_compositional.cube_sampler`` with L = 2)."""
+    return cube_sampler(2, E)
 
 
 def square_grid(E: int = 3, per_unit: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,23 +157,3 @@ def exp2_models(arch: str, widths: Sequence[int], seeds: Sequence[int],
                                  router_grad=router_grad, dtype=dtype)
 
 
-def path_ids(paths: torch.Tensor, n_experts: int) -> torch.Tensor:
-    """Number the routing paths (i_1, ..., i_L) (last axis) as sum_l i_l E^(L-l), one integer."""
-    paths = validate.tensor(paths, "paths")
-    L = paths.shape[-1]
-    weights = n_experts ** torch.arange(L - 1, -1, -1)
-    return (paths * weights).sum(dim=-1)
-
-
-def cell_purity(paths: torch.Tensor, cells: torch.Tensor) -> float:
-    """Fraction of points whose path is the most common path of their cell (1 = every cell of the
-    target is routed along a single path), for one model: paths and cells are integer (N,)."""
-    paths = validate.tensor(paths, "paths", ndim=1)
-    cells = validate.tensor(cells, "cells", ndim=1)
-    if paths.shape != cells.shape:
-        raise ValueError(f"paths, cells: expected equal shapes, got {tuple(paths.shape)} and "
-                         f"{tuple(cells.shape)}")
-    agree = 0
-    for c in torch.unique(cells).tolist():
-        agree += int(torch.bincount(paths[cells == c]).max())
-    return agree / paths.shape[0]

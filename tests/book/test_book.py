@@ -8,7 +8,7 @@ import yaml
 
 from moebook.chapters import all_chapters, default_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT.parent / "shared" / "papers"
 
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import validate
-from .experts import MLP, relu_mlp_from_weights
-from .manifolds import generator
-
-DTYPE = torch.float64
+from .. import validate
+from ..models.batching import CHUNK, apply_in_chunks
+from ..models.experts import MLP, relu_mlp_from_weights
+from ..seed import generator
+from ..validate import DTYPE
 
 #: Default relative ridge: lambda = DEFAULT_RIDGE * mean(diag(Phi^T Phi)). Random ReLU features
 #: are nearly collinear (a feature whose hyperplane misses the data is affine on it), so Phi^T Phi
@@ -38,8 +38,6 @@ DTYPE = torch.float64
 #: value below lambda. Its bias is ~1e-5 relative on the rank-deficient example of the tests,
 #: below the approximation errors the chapters measure; pass ridge=0 for exact min-norm lstsq.
 DEFAULT_RIDGE = 1e-10
-#: Rows per block when features are evaluated on many points.
-CHUNK = 2048
 
 
 def sample_relu_features(d_in: int, width: int, seed: int | torch.Generator = 0,
@@ -105,16 +103,6 @@ def _ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.T
     """(gram + ridge * mean(diag gram) I)^{-1} rhs."""
     lam = ridge * float(torch.diagonal(gram).mean().clamp_min(1e-300))
     return _solve_spd(gram + lam * torch.eye(gram.shape[0], dtype=DTYPE), rhs)
-
-
-def apply_in_chunks(f, x: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """torch.cat of f on consecutive blocks of ``chunk`` rows of x.
-
-    A width-m layer on N points makes an N x m intermediate; in blocks it stays in cache, which
-    is several times faster for N ~ 1e5 (and uses far less memory).
-    """
-    chunk = validate.integer(chunk, "chunk", low=1)
-    return torch.cat([f(x[s:s + chunk]) for s in range(0, x.shape[0], chunk)])
 
 
 def _normal_equations(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
@@ -185,9 +173,23 @@ def fit_random_features(x, y, width: int, seed: int | torch.Generator = 0,
     if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
         raise ValueError(f"y: expected shape ({x.shape[0]},) or ({x.shape[0]}, d_out), "
                          f"got {tuple(y.shape)}")
+    W, b = sample_relu_features(x.shape[1], width, seed, bias_scale, anchors=x)
+    return fit_outer_layer(x, y, W, b, ridge)
+
+
+def fit_outer_layer(x, y, W, b, ridge: float = DEFAULT_RIDGE) -> RandomFeatureNet:
+    """The fitting core: given inner weights W (width, d_in) and biases b, least-squares outer
+    layer and intercept on [ReLU(x W^T + b) | 1]; y (N,) or (N, d_out). ridge = 0: min-norm
+    lstsq on the design matrix; ridge > 0: normal equations accumulated over row blocks."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    y = validate.tensor(y, "y").to(DTYPE)
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y: expected shape ({x.shape[0]},) or ({x.shape[0]}, d_out), "
+                         f"got {tuple(y.shape)}")
+    W = validate.tensor(W, "W", ndim=2, last=x.shape[1]).to(DTYPE)
+    b = validate.tensor(b, "b", ndim=1, last=W.shape[0]).to(DTYPE)
     scalar = y.ndim == 1
     y2 = y[:, None] if scalar else y
-    W, b = sample_relu_features(x.shape[1], width, seed, bias_scale, anchors=x)
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
         raise ValueError(f"ridge: expected a number >= 0, got {ridge!r}")
     if ridge == 0:
@@ -322,3 +324,31 @@ def additive_interpolant(g, d_in: int, knots: int, low: float = -1.0,
     W2 = outer.repeat(d_in)[None, :]
     b2 = torch.tensor([d_in * float(v[0])], dtype=DTYPE)
     return relu_mlp_from_weights([W1, W2], [b1, b2])
+
+
+def gaussian_relu_features(d_in: int, width: int, seed: int | torch.Generator = 0,
+                           bias_std: float = 1.0, centre=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ReLU(<w, x - c> + beta): w ~ N(0, I_{d_in}), beta ~ N(0, bias_std^2), returned as
+    (W (width, d_in), b (width,)) with b = beta - <w, c> (c = ``centre``, default 0).
+
+    For x = Q y with Q^T Q = I, <w, x> = <Q^T w, y> and Q^T w ~ N(0, I_k) whatever D is: the
+    features restricted to the embedded manifold have the same law for every ambient dimension.
+    """
+    d_in = validate.integer(d_in, "d_in", low=1)
+    width = validate.integer(width, "width", low=1)
+    bias_std = validate.positive(bias_std, "bias_std")
+    gen = generator(seed)
+    w = torch.randn(width, d_in, generator=gen, dtype=DTYPE)
+    beta = bias_std * torch.randn(width, generator=gen, dtype=DTYPE)
+    if centre is not None:
+        c = validate.tensor(centre, "centre", ndim=1, last=d_in).to(DTYPE)
+        beta = beta - w @ c
+    return w, beta
+
+
+def fit_gaussian_features(x, y, width: int, seed: int | torch.Generator = 0, bias_std: float = 1.0,
+                          centre=None, ridge: float = DEFAULT_RIDGE) -> RandomFeatureNet:
+    """``fit_outer_layer`` on ``gaussian_relu_features``; y (N,) or (N, d_out)."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    W, b = gaussian_relu_features(x.shape[1], width, seed, bias_std, centre)
+    return fit_outer_layer(x, y, W, b, ridge)

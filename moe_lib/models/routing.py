@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
+from ..validate import DTYPE
+from .experts import MLP
 
 
 @dataclass
@@ -109,3 +111,49 @@ class GridRouter(nn.Module):
         weights = self.N ** torch.arange(self.n - 1, -1, -1)
         idx = (k * weights).sum(dim=1, keepdim=True)
         return Routing(idx, torch.ones(idx.shape, dtype=torch.float64))
+
+
+class MLPRouter(nn.Module):
+    """Nonlinear router: scores = net(x) (E of them), then top-k with the softmax over the selected
+    scores (the same rule as the linear gate, ties to the lower index)."""
+
+    def __init__(self, net: MLP, k: int = 1):
+        super().__init__()
+        if not isinstance(net, MLP):
+            raise ValueError(f"net: expected a moe_lib.MLP computing the scores, "
+                             f"got {type(net).__name__}")
+        self.net = net
+        self.n_experts = net.d_out
+        self.k = validate.integer(k, "k", low=1, high=self.n_experts)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        x = validate.tensor(x, "x", ndim=2, last=self.net.d_in)
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> Routing:
+        return top_k(self.scores(x), self.k)
+
+
+def fixed_gate(W, k: int = 1) -> TopKGate:
+    """A bias-free float64 ``TopKGate`` whose score matrix is the given W (E, d_in): scores W x.
+
+    The one builder of gates with written weights (Voronoi, argmax-of-coordinates, constant and
+    role-tracked gates are all this with a particular W)."""
+    W = validate.tensor(W, "W", ndim=2).to(DTYPE)
+    gate = TopKGate(W.shape[1], W.shape[0], k=k, bias=False, dtype=DTYPE)
+    with torch.no_grad():
+        gate.linear.weight.copy_(W)
+    return gate
+
+
+def voronoi_gate(centres) -> TopKGate:
+    """Bias-free linear top-1 gate on the augmented input (x, 1) with scores
+    <c_i, x> - ||c_i||^2 / 2, so argmax_i = argmin_i ||x - c_i|| (the Voronoi cell)."""
+    C = validate.tensor(centres, "centres", ndim=2).to(DTYPE)
+    return fixed_gate(torch.cat([C, -(C ** 2).sum(dim=1, keepdim=True) / 2], dim=1))
+
+
+def with_constant(x) -> torch.Tensor:
+    """(x, 1): the input of ``voronoi_gate``."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=DTYPE)], dim=1)

@@ -29,18 +29,27 @@ Every parameter of a built net has a *role*: 1 = function (hat features, interpo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .. import validate
-from ..experts import n_params, relu_mlp_from_weights
-from ..moe import DeepMoE, MoE
-from ..routing import TopKGate, top_k
+from ..analysis.paths import n_distinct_paths
+from ..models.experts import n_params
+from ..models.moe import DeepMoE, MoE
+from ..models.routing import top_k
+from .wiring import (
+    CARRY,
+    FUNCTION,
+    UNUSED,
+    Block,
+    carry_expert,
+    collect_roles,
+    gate_with_weights,
+)
 
-UNUSED, FUNCTION, CARRY = 0, 1, 2
 SubFunction = Callable[[int, int, np.ndarray], np.ndarray]
 
 
@@ -158,115 +167,6 @@ def worst_subfunction_error(f: SubFunction, L: int, E: int, m: int, z) -> float:
 # --- experts that carry the state ---------------------------------------------------------------
 
 
-@dataclass
-class Block:
-    """A function sub-network on part of the state: reads ``reads``, adds into ``writes``.
-
-    ``weights[0]`` is (k_1, len(reads)), the last is (len(writes), k_last); ``masks`` mark the
-    entries the construction uses (default: all of them), the rest must be zero.
-    """
-
-    reads: Sequence[int]
-    writes: Sequence[int]
-    weights: list
-    biases: list
-    masks: list | None = None
-    bias_masks: list | None = None
-
-
-def block_from_mlp(mlp, reads: Sequence[int], writes: Sequence[int]) -> Block:
-    """An existing ReLU ``MLP`` as a ``Block`` on the coordinates ``reads`` -> ``writes``; the
-    entries it uses are its nonzero weights and biases (zero padding is not counted)."""
-    linears = getattr(mlp, "linears", None)
-    if not linears:
-        raise ValueError(f"mlp: expected a moe_lib.MLP, got {type(mlp).__name__}")
-    reads, writes = list(reads), list(writes)
-    if linears[0].in_features != len(reads) or linears[-1].out_features != len(writes):
-        raise ValueError(f"mlp: expected {len(reads)} inputs and {len(writes)} outputs (reads, "
-                         f"writes), got {linears[0].in_features} and {linears[-1].out_features}")
-    w = [lin.weight.detach().numpy().astype(np.float64) for lin in linears]
-    b = [lin.bias.detach().numpy().astype(np.float64) for lin in linears]
-    return Block(reads, writes, w, b, masks=[x != 0 for x in w], bias_masks=[x != 0 for x in b])
-
-
-def carry_expert(d_in: int, d_out: int, block: Block | None, carry: Sequence[tuple[int, int]]):
-    """A ReLU expert computing out[writes] = block(in[reads]) and out[dst] = in[src] for (src, dst).
-
-    Each carried coordinate uses two neurons per hidden layer, relu(v) and relu(-v) (relu of a
-    nonnegative value is itself, so deeper experts pass the pair on unchanged), and the output adds
-    relu(v) - relu(-v) = v. Hidden widths are padded with zero neurons to be equal. Returns the
-    float64 ``MLP`` and the role of each of its parameters (a list of (weight, bias) role tensors).
-    """
-    d_in = validate.integer(d_in, "d_in", low=1)
-    d_out = validate.integer(d_out, "d_out", low=1)
-    for src, dst in carry:
-        if not (0 <= src < d_in and 0 <= dst < d_out):
-            raise ValueError(f"carry: expected (src, dst) in [0, {d_in}) x [0, {d_out}), "
-                             f"got {(src, dst)}")
-    if block is None:
-        fw, fb, fm, fbm, reads, writes = [np.zeros((0, d_in)), np.zeros((d_out, 0))], \
-            [np.zeros(0), np.zeros(d_out)], None, None, list(range(d_in)), list(range(d_out))
-    else:
-        fw = [np.asarray(w, dtype=np.float64) for w in block.weights]
-        fb = [np.asarray(b, dtype=np.float64) for b in block.biases]
-        fm, fbm = block.masks, block.bias_masks
-        reads, writes = list(block.reads), list(block.writes)
-    depth = len(fw)
-    if depth < 2 or len(fb) != depth:
-        raise ValueError(f"block: expected >= 2 weight matrices and as many biases, "
-                         f"got {len(fw)} and {len(fb)}")
-    if any(not 0 <= r < d_in for r in reads) or any(not 0 <= w < d_out for w in writes):
-        raise ValueError(f"block: expected reads in [0, {d_in}) and writes in [0, {d_out}), "
-                         f"got {reads} and {writes}")
-    dims = [len(reads)] + [w.shape[0] for w in fw]
-    for j, (w, b) in enumerate(zip(fw, fb, strict=True)):
-        if w.shape != (dims[j + 1], dims[j]) or b.shape != (dims[j + 1],):
-            raise ValueError(f"block layer {j}: expected weight ({dims[j + 1]}, {dims[j]}) and "
-                             f"bias ({dims[j + 1]},), got {w.shape} and {b.shape}")
-    if dims[-1] != len(writes):
-        raise ValueError(f"block: expected {len(writes)} outputs (one per write), got {dims[-1]}")
-    fm = [np.ones(w.shape, bool) for w in fw] if fm is None else [np.asarray(a, bool) for a in fm]
-    fbm = [np.ones(b.shape, bool) for b in fb] if fbm is None else [np.asarray(a, bool)
-                                                                    for a in fbm]
-    nc = len(carry)
-    width = max(dims[1:-1]) + 2 * nc
-    sizes = [d_in] + [width] * (depth - 1) + [d_out]
-    W = [np.zeros((sizes[j + 1], sizes[j])) for j in range(depth)]
-    B = [np.zeros(sizes[j + 1]) for j in range(depth)]
-    RW = [np.zeros(w.shape, np.int8) for w in W]
-    RB = [np.zeros(b.shape, np.int8) for b in B]
-    rows_in = [np.asarray(reads)] + [np.arange(k) for k in dims[1:-1]]
-    rows_out = [np.arange(k) for k in dims[1:-1]] + [np.asarray(writes)]
-    for j in range(depth):
-        ix = np.ix_(rows_out[j], rows_in[j])
-        W[j][ix] += fw[j] * fm[j]
-        RW[j][ix] = np.where(fm[j], FUNCTION, RW[j][ix])
-        B[j][rows_out[j]] += fb[j] * fbm[j]
-        RB[j][rows_out[j]] = np.where(fbm[j], FUNCTION, RB[j][rows_out[j]])
-    for c, (src, dst) in enumerate(carry):
-        pos, neg = width - 2 * nc + 2 * c, width - 2 * nc + 2 * c + 1
-        W[0][pos, src], W[0][neg, src] = 1.0, -1.0
-        RW[0][[pos, neg], src] = CARRY
-        for j in range(1, depth - 1):
-            W[j][pos, pos], W[j][neg, neg] = 1.0, 1.0
-            RW[j][[pos, neg], [pos, neg]] = CARRY
-        W[-1][dst, pos], W[-1][dst, neg] = 1.0, -1.0
-        RW[-1][dst, [pos, neg]] = CARRY
-    net = relu_mlp_from_weights([torch.from_numpy(w) for w in W], [torch.from_numpy(b) for b in B])
-    roles = [(torch.from_numpy(rw), torch.from_numpy(rb)) for rw, rb in zip(RW, RB, strict=True)]
-    return net, roles
-
-
-def gate_with_weights(W, roles=None) -> tuple[TopKGate, torch.Tensor]:
-    """A bias-free top-1 ``TopKGate`` with scores W x, W of shape (E, d_in); roles default to 1."""
-    W = torch.as_tensor(np.asarray(W, dtype=np.float64))
-    gate = TopKGate(W.shape[1], W.shape[0], k=1, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        gate.linear.weight.copy_(W)
-    r = torch.full(W.shape, FUNCTION, dtype=torch.int8) if roles is None else torch.as_tensor(roles)
-    return gate, r.to(torch.int8)
-
-
 # --- the two networks ---------------------------------------------------------------------------
 
 
@@ -311,18 +211,6 @@ class CompositionalMoE:
         return sum(layer.n_experts for layer in self.net.layers)
 
 
-def _collect_roles(layers: list[MoE], expert_roles, gate_roles) -> dict[str, torch.Tensor]:
-    net = DeepMoE(layers)
-    roles = {}
-    for li, layer in enumerate(layers):
-        roles[f"layers.{li}.router.linear.weight"] = gate_roles[li]
-        for e in range(layer.n_experts):
-            for j, (rw, rb) in enumerate(expert_roles[li][e]):
-                roles[f"layers.{li}.experts.{e}.net.{2 * j}.weight"] = rw
-                roles[f"layers.{li}.experts.{e}.net.{2 * j}.bias"] = rb
-    return net, roles
-
-
 def _hat_block(slot: int, L: int, E: int) -> Block:
     """Hats h_1..h_E of state[slot], written after the L state slots; knots k - 1/2, k = 0..E+1."""
     knots = np.arange(E + 2) - 0.5
@@ -363,7 +251,7 @@ def build_hat_routed(L: int, E: int, m: int, f: SubFunction = cube_subfunction) 
         layers.append(MoE([b[0] for b in built], gate, L + E, L))
         expert_roles.append([b[1] for b in built])
         gate_roles.append(gr)
-    net, roles = _collect_roles(layers, expert_roles, gate_roles)
+    net, roles = collect_roles(layers, expert_roles, gate_roles)
     return CompositionalMoE(net, roles, L, E, m, "hat", False, list(range(1, 2 * L, 2)))
 
 
@@ -395,7 +283,7 @@ def build_affine_routed(L: int, E: int, m: int,
         layers.append(MoE([b[0] for b in built], gate, L + 1, L + 1))
         expert_roles.append([b[1] for b in built])
         gate_roles.append(gr)
-    net, roles = _collect_roles(layers, expert_roles, gate_roles)
+    net, roles = collect_roles(layers, expert_roles, gate_roles)
     return CompositionalMoE(net, roles, L, E, m, "affine", True, list(range(L)))
 
 
@@ -477,11 +365,6 @@ def cell_midpoints(L: int, E: int) -> np.ndarray:
     return np.stack([a.ravel() for a in axes], axis=1)
 
 
-def n_distinct_paths(paths: np.ndarray) -> int:
-    """Number of distinct rows of a (N, depth) array of expert choices."""
-    return int(np.unique(np.asarray(paths), axis=0).shape[0])
-
-
 def measure(L: int, E: int, m: int, z, rng: np.random.Generator,
             f: SubFunction = cube_subfunction) -> dict:
     """Build (a) and (b) for (L, E, m) and measure what Thm 5.3 is about.
@@ -527,7 +410,7 @@ def routing_test_points(E: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def cube_sampler(L: int, E: int, f: SubFunction = cube_subfunction):
-    """A ``moe_lib.train`` sampler: n points uniform on [0, E]^L (float64) and eq. (4) on them."""
+    """A ``moe_lib.fitting.train`` sampler: n points uniform on [0, E]^L (float64) and eq. (4) on them."""
     L, E, _ = _check_sizes(L, E)
 
     def sample(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ and a target of the paper's form (5) with f_out = identity:
 
     f(x) = (F_1(x_1), ..., F_L(x_L)),   F_l restricted to chart i of M_l is the piece f_{l,i}.
 
-Each factor comes with its own shallow construction (``moe_lib.constructions.manifold``,
+Each factor comes with its own shallow construction (``moe_lib.constructions.p2_shallow``,
 ``build_theorem_4_8``): a partition-of-unity net tau^(l) ~ rho^(l) and chart experts
 g_{l,i} o psi_{l,i}. ``build_product_moe`` rewires those pieces, unchanged, into one depth-2L
 ``DeepMoE`` whose state carries what later blocks still need (the carry mechanism and parameter
@@ -30,22 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import manifolds as mf
+from .. import geometry as geo
 from .. import validate
-from ..experts import n_nonzero
-from ..moe import MoE
-from . import manifold as mc
-from .compositional import (
-    CARRY,
-    FUNCTION,
-    CompositionalMoE,
-    _collect_roles,
-    block_from_mlp,
-    carry_expert,
-    gate_with_weights,
-)
-
-DTYPE = torch.float64
+from ..models.experts import n_nonzero
+from ..models.moe import MoE
+from ..validate import DTYPE
+from . import p2_shallow as p2s
+from .p2_compositional import CompositionalMoE
+from .wiring import CARRY, FUNCTION, block_from_mlp, carry_expert, collect_roles, gate_with_weights
 
 
 @dataclass
@@ -57,13 +49,13 @@ class TrigTarget:
     (pi/2)(a + b) bounds it in the ambient distance.
     """
 
-    manifold: mf.Sphere
+    manifold: geo.Sphere
     sin_freq: int = 3
     cos_freq: int = 5
 
     def __post_init__(self):
-        if not isinstance(self.manifold, mf.Sphere) or self.manifold.d != 1:
-            raise ValueError(f"manifold: expected a circle moe_lib.manifolds.Sphere(1, D), "
+        if not isinstance(self.manifold, geo.Sphere) or self.manifold.d != 1:
+            raise ValueError(f"manifold: expected a circle moe_lib.geometry.Sphere(1, D), "
                              f"got {self.manifold!r}")
         self.sin_freq = validate.integer(self.sin_freq, "sin_freq", low=0)
         self.cos_freq = validate.integer(self.cos_freq, "cos_freq", low=0)
@@ -81,7 +73,7 @@ class TrigTarget:
 
 
 def circle_factors(L: int, E: int, D_factor: int, width: int, radius: float, seed: int = 0,
-                   offset: float = 0.3, **build_kw) -> list[mc.ShallowConstruction]:
+                   offset: float = 0.3, **build_kw) -> list[p2s.ShallowConstruction]:
     """L circles, circle l in R^{D_factor} under its own random rotation (seed + l), E arc charts
     at angles offset + 2 pi i / E, caps of chordal ``radius``, the target ``TrigTarget`` (the same
     on every factor), each built by ``manifold.build_theorem_4_8`` (width m = ``width``) with the
@@ -94,9 +86,9 @@ def circle_factors(L: int, E: int, D_factor: int, width: int, radius: float, see
                          f"< radius < 2 (caps that cover the circle), got {radius}")
     out = []
     for l in range(L):
-        circle = mf.Sphere(1, D_factor, seed=seed + l)
+        circle = geo.Sphere(1, D_factor, seed=seed + l)
         centres = circle.arc_centres(E, offset=offset)
-        out.append(mc.build_theorem_4_8((circle, centres, TrigTarget(circle)), radius, width,
+        out.append(p2s.build_theorem_4_8((circle, centres, TrigTarget(circle)), radius, width,
                                         seed=seed, **build_kw))
     return out
 
@@ -120,7 +112,7 @@ class ProductMoE(CompositionalMoE):
                                                                    strict=True)], dim=1).numpy()
 
 
-def build_product_moe(factors: Sequence[mc.ShallowConstruction]) -> ProductMoE:
+def build_product_moe(factors: Sequence[p2s.ShallowConstruction]) -> ProductMoE:
     """Compose the shallow constructions of L factors into one depth-2L MoE (module docstring).
 
     Needs 3-layer constructions (``build_theorem_4_8``): the tau block is
@@ -132,7 +124,7 @@ def build_product_moe(factors: Sequence[mc.ShallowConstruction]) -> ProductMoE:
         raise ValueError("factors: expected at least one shallow construction, got none")
     E = factors[0].n_experts
     for l, con in enumerate(factors):
-        if not isinstance(con, mc.ShallowConstruction) or con.depth != 3:
+        if not isinstance(con, p2s.ShallowConstruction) or con.depth != 3:
             raise ValueError(f"factors[{l}]: expected a 3-layer ShallowConstruction "
                              f"(build_theorem_4_8), got {type(con).__name__}")
         if con.n_experts != E:
@@ -161,7 +153,7 @@ def build_product_moe(factors: Sequence[mc.ShallowConstruction]) -> ProductMoE:
         carry = [(layout.index(lab), k) for k, lab in enumerate(kept)]
         fitting = []
         for c in con.charts:
-            expert = mc.chart_expert(D, range(D), c.psi, c.g)
+            expert = p2s.chart_expert(D, range(D), c.psi, c.g)
             fitting.append(carry_expert(n_in + E, len(new_layout),
                                         block_from_mlp(expert, read, [len(new_layout) - 1]),
                                         carry))
@@ -171,7 +163,7 @@ def build_product_moe(factors: Sequence[mc.ShallowConstruction]) -> ProductMoE:
         expert_roles.append([f[1] for f in fitting])
         gate_roles.append(gr)
         layout = new_layout
-    net, roles = _collect_roles(layers, expert_roles, gate_roles)
+    net, roles = collect_roles(layers, expert_roles, gate_roles)
     return ProductMoE(net, roles, len(factors), E, 0, "product", False,
                       list(range(1, 2 * len(factors), 2)), factors=factors, blocks=blocks)
 
@@ -191,7 +183,7 @@ def carry_formula(dims: Sequence[int], E: int, depth: int = 3) -> int:
     return 2 * depth * E * sum(2 * n[l] - dims[l] for l in range(L))
 
 
-def function_count_of_pieces(factors: Sequence[mc.ShallowConstruction]) -> int:
+def function_count_of_pieces(factors: Sequence[p2s.ShallowConstruction]) -> int:
     """Nonzero entries of the pieces themselves, counted on the factors' own networks: per factor,
     E copies of the tau block, the E chart experts g_i o psi_i, and the E gate entries."""
     total = 0
@@ -199,7 +191,7 @@ def function_count_of_pieces(factors: Sequence[mc.ShallowConstruction]) -> int:
         D, E = con.manifold.D, con.n_experts
         tau = con.partition.block(D, range(D), carry=[], depth=3)
         total += E * n_nonzero(tau) + E
-        total += sum(n_nonzero(mc.chart_expert(D, range(D), c.psi, c.g)) for c in con.charts)
+        total += sum(n_nonzero(p2s.chart_expert(D, range(D), c.psi, c.g)) for c in con.charts)
     return total
 
 
@@ -215,7 +207,7 @@ def role_counts(pm: ProductMoE) -> dict[str, int]:
     return out
 
 
-def points_from_angles(factors: Sequence[mc.ShallowConstruction], angles) -> torch.Tensor:
+def points_from_angles(factors: Sequence[p2s.ShallowConstruction], angles) -> torch.Tensor:
     """Points (N, D) of the product of circles with the given angles (N, L), one per factor."""
     angles = validate.tensor(torch.as_tensor(angles, dtype=DTYPE), "angles", ndim=2,
                              last=len(factors))
@@ -223,7 +215,7 @@ def points_from_angles(factors: Sequence[mc.ShallowConstruction], angles) -> tor
                       for l, con in enumerate(factors)], dim=1)
 
 
-def angle_grid_points(factors: Sequence[mc.ShallowConstruction], per_factor: int,
+def angle_grid_points(factors: Sequence[p2s.ShallowConstruction], per_factor: int,
                       phase: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The product grid of ``per_factor`` angles phase + 2 pi k / per_factor on every circle:
     points (per_factor^L, D) and their angles (per_factor^L, L)."""
@@ -233,7 +225,7 @@ def angle_grid_points(factors: Sequence[mc.ShallowConstruction], per_factor: int
     return points_from_angles(factors, angles), angles
 
 
-def axis_covering_angles(factors: Sequence[mc.ShallowConstruction], n: int,
+def axis_covering_angles(factors: Sequence[p2s.ShallowConstruction], n: int,
                          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """n points of the product whose angle on every circle runs through the whole grid
     2 pi k / n (a random permutation per factor): fine on every factor in only n points."""
@@ -262,7 +254,7 @@ def measure(pm: ProductMoE, x) -> dict:
         with torch.no_grad():
             ys, ps = con.network.forward_with_paths(xl)
             tau = con.partition.tau(xl)
-        rho = mf.partition_of_unity(xl, con.centres, con.radius).rho
+        rho = geo.partition_of_unity(xl, con.centres, con.radius).rho
         route = torch.from_numpy(paths[:, 2 * l + 1])
         out["slot_error"].append(float(np.abs(y[:, l] - target[:, l]).max()))
         out["shallow_error"].append(float(np.abs(ys[:, 0].numpy() - target[:, l]).max()))

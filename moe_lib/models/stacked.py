@@ -9,7 +9,7 @@ by Python overhead. ``StackedMoE`` computes the *same function* differently:
   experts;
 - all E experts run on every input with one batched matrix product, giving (S, E, N, d_out);
 - the top-k selection of the linear gate g(x) = W_R x (+ b) (ties to the lower index, exactly as
-  ``moe_lib.routing.top_k``) then *gathers* the chosen experts' outputs and mixes them with the
+  ``moe_lib.models.routing.top_k``) then *gathers* the chosen experts' outputs and mixes them with the
   softmax over the selected scores.
 
 So for K = 1 the output is the chosen expert's output, exactly as in Wang & E's layer. Running all
@@ -46,7 +46,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
+from .batching import apply_in_chunks
 from .experts import MLP, PReLU
 from .moe import DeepMoE, MoE, moe_class_member
 from .routing import TopKGate
@@ -312,14 +313,7 @@ class StackedMoE(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward_with_paths`` without gradients, in chunks of rows (bounded memory)."""
-        chunk = validate.integer(chunk, "chunk", low=1)
-        x = self._inputs(x)
-        outs, paths = [], []
-        for i in range(0, x.shape[1], chunk):
-            y, p = self.forward_with_paths(x[:, i:i + chunk])
-            outs.append(y)
-            paths.append(p)
-        return torch.cat(outs, dim=1), torch.cat(paths, dim=1)
+        return apply_in_chunks(self.forward_with_paths, self._inputs(x), chunk, dim=1)
 
     # ---- conversion to and from moe_lib.DeepMoE ------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
 from .experts import MLP, n_params
 from .routing import Routing, TopKGate
 

@@ -1,17 +1,15 @@
 """Architectural variants from Wang & E's "practical suggestions" (Sec. 4), as exact rewrites of a
 ``DeepMoE`` or as small modules:
 
-- ``MLPRouter``: a nonlinear router, top-k of the scores of a ReLU MLP (a one-layer MoE with this
-  router does what the two-layer construction does with its first layer and linear gate);
-- ``voronoi_gate``: the linear top-1 gate with scores <c_i, x> - ||c_i||^2 / 2 on the input
-  (x, 1) (the bias rides on a constant coordinate, since W_R x has none), i.e. nearest centre;
 - ``DenseThenMoE`` (h_moe o h_dense, as in GShard/GLaM) and ``SharedRoutedMoE`` (one always-on
   shared expert plus E routed experts, as in DeepSeekMoE/Qwen2), the rewrites
   ``as_dense_then_moe`` / ``as_shared_routed`` of a two-layer MoE whose first layer has identical
   experts, and ``merge_shared``, which turns a shared+routed layer back into a plain MoE layer;
 - ``AutoencoderExpert``: f_low o Enc with a linear encoder R^D -> R^d, its parameter count
-  (D + 1) d + P(f_low) beside a full expert's; ``linear_autoencoder`` (the exact minimiser of
-  the reconstruction loss, by PCA) and ``train_linear_autoencoder`` (the same loss by Adam).
+  (D + 1) d + P(f_low) beside a full expert's (``linear_autoencoder`` and
+  ``train_linear_autoencoder`` are in ``moe_lib.fitting.train``).
+
+The routers of that section (``MLPRouter``, ``voronoi_gate``) are in ``moe_lib.models.routing``.
 """
 
 from __future__ import annotations
@@ -22,54 +20,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from . import validate
-from .experts import MLP, mlp_param_count, n_params, relu_mlp_from_weights
+from .. import validate
+from .experts import MLP, merge_mlps_sum, mlp_param_count, n_params, zero_mlp
 from .moe import DeepMoE, MoE
-from .routing import Routing, TopKGate, top_k
-from .train import dataset_sampler, fit
-
-DTYPE = torch.float64
-
 
 # ----------------------------------------------------------------------------------------------
 # routers
-
-
-class MLPRouter(nn.Module):
-    """Nonlinear router: scores = net(x) (E of them), then top-k with the softmax over the selected
-    scores (the same rule as the linear gate, ties to the lower index)."""
-
-    def __init__(self, net: MLP, k: int = 1):
-        super().__init__()
-        if not isinstance(net, MLP):
-            raise ValueError(f"net: expected a moe_lib.MLP computing the scores, "
-                             f"got {type(net).__name__}")
-        self.net = net
-        self.n_experts = net.d_out
-        self.k = validate.integer(k, "k", low=1, high=self.n_experts)
-
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        x = validate.tensor(x, "x", ndim=2, last=self.net.d_in)
-        return self.net(x)
-
-    def forward(self, x: torch.Tensor) -> Routing:
-        return top_k(self.scores(x), self.k)
-
-
-def voronoi_gate(centres) -> TopKGate:
-    """Bias-free linear top-1 gate on the augmented input (x, 1) with scores
-    <c_i, x> - ||c_i||^2 / 2, so argmax_i = argmin_i ||x - c_i|| (the Voronoi cell)."""
-    C = validate.tensor(centres, "centres", ndim=2).to(DTYPE)
-    gate = TopKGate(C.shape[1] + 1, C.shape[0], k=1, bias=False, dtype=DTYPE)
-    with torch.no_grad():
-        gate.linear.weight.copy_(torch.cat([C, -(C ** 2).sum(dim=1, keepdim=True) / 2], dim=1))
-    return gate
-
-
-def with_constant(x) -> torch.Tensor:
-    """(x, 1): the input of ``voronoi_gate``."""
-    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
-    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=DTYPE)], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,15 +72,6 @@ class SharedRoutedMoE(nn.Module):
         return n_params(self.shared) + self.routed.active_params()
 
 
-def zero_mlp(d_in: int, d_out: int, width: int, depth: int) -> MLP:
-    """An MLP with every weight and bias 0 (outputs 0)."""
-    net = MLP(d_in, d_out, width, depth, dtype=DTYPE)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-    return net
-
-
 def _identical_experts(layer: MoE) -> bool:
     ref = [p.detach() for p in layer.experts[0].parameters()]
     return all(all(torch.equal(a, b.detach()) for a, b in zip(ref, e.parameters(), strict=True))
@@ -154,29 +101,6 @@ def as_shared_routed(net: DeepMoE) -> nn.Sequential:
     l2 = SharedRoutedMoE(shared2, [copy.deepcopy(e) for e in second.experts],
                          copy.deepcopy(second.router), second.d_in, second.d_out)
     return nn.Sequential(l1, l2)
-
-
-def merge_mlps_sum(a: MLP, b: MLP) -> MLP:
-    """One MLP computing a(x) + b(x): hidden layers side by side (block-diagonal), outputs added.
-    Needs equal depth, input and output sizes."""
-    if a.depth != b.depth or a.d_in != b.d_in or a.d_out != b.d_out:
-        raise ValueError(f"expected two MLPs of equal depth and sizes, got depth {a.depth} "
-                         f"{a.d_in}->{a.d_out} and depth {b.depth} {b.d_in}->{b.d_out}")
-    la, lb = a.linears, b.linears
-    weights, biases = [], []
-    for k, (p, q) in enumerate(zip(la, lb, strict=True)):
-        wp, wq = p.weight.detach().to(DTYPE), q.weight.detach().to(DTYPE)
-        bp, bq = p.bias.detach().to(DTYPE), q.bias.detach().to(DTYPE)
-        if k == 0:
-            weights.append(torch.cat([wp, wq]))
-            biases.append(torch.cat([bp, bq]))
-        elif k == len(la) - 1:
-            weights.append(torch.cat([wp, wq], dim=1))
-            biases.append(bp + bq)
-        else:
-            weights.append(torch.block_diag(wp, wq))
-            biases.append(torch.cat([bp, bq]))
-    return relu_mlp_from_weights(weights, biases)
 
 
 def merge_shared(layer: SharedRoutedMoE) -> MoE:
@@ -217,38 +141,3 @@ def autoencoder_expert_params(D: int, d: int, width: int, depth: int = 2) -> dic
             "ratio": (enc + low) / full}
 
 
-def linear_autoencoder(x, d: int) -> tuple[nn.Linear, nn.Linear, float]:
-    """The affine Enc: R^D -> R^d and Dec: R^d -> R^D minimising mean ||Dec(Enc(x)) - x||^2 over
-    the rows of x: Enc(x) = V_d^T (x - mu), Dec(z) = V_d z + mu with mu the mean and V_d the top d
-    right singular vectors of the centred data (PCA; the optimal linear autoencoder, Eckart-Young).
-    Returns (Enc, Dec, reconstruction mean squared error)."""
-    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
-    d = validate.integer(d, "d", low=1, high=min(x.shape))
-    mu = x.mean(dim=0)
-    V = torch.linalg.svd(x - mu, full_matrices=False).Vh[:d]          # (d, D)
-    enc = nn.Linear(x.shape[1], d, dtype=DTYPE)
-    dec = nn.Linear(d, x.shape[1], dtype=DTYPE)
-    with torch.no_grad():
-        enc.weight.copy_(V)
-        enc.bias.copy_(-V @ mu)
-        dec.weight.copy_(V.T)
-        dec.bias.copy_(mu)
-        mse = float(((dec(enc(x)) - x) ** 2).sum(dim=1).mean())
-    return enc, dec, mse
-
-
-def train_linear_autoencoder(x, d: int, steps: int = 300, lr: float = 1e-2,
-                             batch_size: int = 128, seed: int = 0) -> tuple[nn.Linear, float]:
-    """Train Enc: R^D -> R^d and Dec: R^d -> R^D (both affine) with Adam on the reconstruction
-    loss mean ||Dec(Enc(x)) - x||^2 over the rows of x; returns (Enc, final mean squared error)."""
-    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
-    d = validate.integer(d, "d", low=1, high=x.shape[1])
-    torch.manual_seed(validate.integer(seed, "seed", low=0))
-    enc = nn.Linear(x.shape[1], d, dtype=DTYPE)
-    dec = nn.Linear(d, x.shape[1], dtype=DTYPE)
-    model = nn.Sequential(enc, dec)
-    fit(model, dataset_sampler(x, x), steps=steps, batch_size=batch_size, lr=lr, seeds=[seed],
-        threads=None, desc="autoencoder")
-    with torch.no_grad():
-        mse = float(((model(x) - x) ** 2).sum(dim=1).mean())
-    return enc, mse

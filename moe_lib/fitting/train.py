@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import validate
-from .progress import progress
+from .. import validate
+from ..models.batching import apply_in_chunks
+from ..progress import progress
+from ..validate import DTYPE
 
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -163,9 +165,8 @@ def predict(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tenso
     x = validate.tensor(x, "x", ndim=2)
     if _stacked(model):
         return model.predict(x, chunk=chunk)[0]
-    chunk = validate.integer(chunk, "chunk", low=1)
     dtype = _dtype(model)
-    return torch.cat([model(x[i:i + chunk].to(dtype)) for i in range(0, x.shape[0], chunk)])[None]
+    return apply_in_chunks(lambda xc: model(xc.to(dtype)), x, chunk)[None]
 
 
 def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> np.ndarray:
@@ -207,3 +208,40 @@ def function_sampler(draw_x: Callable[[int, torch.Generator], torch.Tensor],
         return x, (y[:, None] if y.ndim == 1 else y)
 
     return sample
+
+
+def linear_autoencoder(x, d: int) -> tuple[nn.Linear, nn.Linear, float]:
+    """The affine Enc: R^D -> R^d and Dec: R^d -> R^D minimising mean ||Dec(Enc(x)) - x||^2 over
+    the rows of x: Enc(x) = V_d^T (x - mu), Dec(z) = V_d z + mu with mu the mean and V_d the top d
+    right singular vectors of the centred data (PCA; the optimal linear autoencoder, Eckart-Young).
+    Returns (Enc, Dec, reconstruction mean squared error)."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    d = validate.integer(d, "d", low=1, high=min(x.shape))
+    mu = x.mean(dim=0)
+    V = torch.linalg.svd(x - mu, full_matrices=False).Vh[:d]          # (d, D)
+    enc = nn.Linear(x.shape[1], d, dtype=DTYPE)
+    dec = nn.Linear(d, x.shape[1], dtype=DTYPE)
+    with torch.no_grad():
+        enc.weight.copy_(V)
+        enc.bias.copy_(-V @ mu)
+        dec.weight.copy_(V.T)
+        dec.bias.copy_(mu)
+        mse = float(((dec(enc(x)) - x) ** 2).sum(dim=1).mean())
+    return enc, dec, mse
+
+
+def train_linear_autoencoder(x, d: int, steps: int = 300, lr: float = 1e-2,
+                             batch_size: int = 128, seed: int = 0) -> tuple[nn.Linear, float]:
+    """Train Enc: R^D -> R^d and Dec: R^d -> R^D (both affine) with Adam on the reconstruction
+    loss mean ||Dec(Enc(x)) - x||^2 over the rows of x; returns (Enc, final mean squared error)."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    d = validate.integer(d, "d", low=1, high=x.shape[1])
+    torch.manual_seed(validate.integer(seed, "seed", low=0))
+    enc = nn.Linear(x.shape[1], d, dtype=DTYPE)
+    dec = nn.Linear(d, x.shape[1], dtype=DTYPE)
+    model = nn.Sequential(enc, dec)
+    fit(model, dataset_sampler(x, x), steps=steps, batch_size=batch_size, lr=lr, seeds=[seed],
+        threads=None, desc="autoencoder")
+    with torch.no_grad():
+        mse = float(((model(x) - x) ** 2).sum(dim=1).mean())
+    return enc, mse

@@ -12,22 +12,26 @@ separates the tasks:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from . import validate
+from .. import validate
 
 
-def path_ids(paths, n_experts: int) -> np.ndarray:
-    """Each row (e_1, ..., e_L) of 0-based expert indices as the integer sum_l e_l E^(L-l)."""
+def path_ids(paths, n_experts: int):
+    """Each routing path (e_1, ..., e_L) of 0-based expert indices (the last axis) as the integer
+    sum_l e_l E^(L-l). ``paths`` (..., L): a numpy array or a torch tensor; the result has the
+    same kind and the leading shape (...)."""
     n_experts = validate.integer(n_experts, "n_experts", low=1)
-    paths = np.asarray(paths)
-    if paths.ndim != 2 or not np.issubdtype(paths.dtype, np.integer):
-        raise ValueError(f"paths: expected an integer array (N, layers), got shape {paths.shape} "
-                         f"and dtype {paths.dtype}")
-    if paths.size and (paths.min() < 0 or paths.max() >= n_experts):
+    is_torch = isinstance(paths, torch.Tensor)
+    arr = paths.numpy() if is_torch else np.asarray(paths)
+    if arr.ndim < 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"paths: expected an integer array (..., layers), got shape {arr.shape} "
+                         f"and dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_experts):
         raise ValueError(f"paths: expected expert indices in [0, {n_experts}), got values in "
-                         f"[{paths.min()}, {paths.max()}]")
-    weights = n_experts ** np.arange(paths.shape[1] - 1, -1, -1)
-    return paths @ weights
+                         f"[{arr.min()}, {arr.max()}]")
+    ids = arr @ (n_experts ** np.arange(arr.shape[-1] - 1, -1, -1, dtype=arr.dtype))
+    return torch.from_numpy(np.asarray(ids)) if is_torch else ids
 
 
 def task_path_counts(tasks, path_index, n_tasks: int, n_paths: int) -> np.ndarray:
@@ -67,8 +71,25 @@ def task_purity(counts) -> float:
     return float(counts.max(axis=1).sum() / counts.sum())
 
 
+def group_purity(groups, paths) -> float:
+    """``task_purity`` of the counts n(group, path): the fraction of points whose path is the most
+    common path of their group (1 = every group, e.g. every cell of a target, takes one path).
+    ``groups`` and ``paths`` are nonnegative integers (N,), numpy or torch."""
+    groups, paths = np.asarray(groups), np.asarray(paths)
+    if groups.ndim != 1 or groups.shape != paths.shape or groups.size == 0:
+        raise ValueError(f"groups, paths: expected two non-empty 1-D arrays of equal length, got "
+                         f"shapes {groups.shape} and {paths.shape}")
+    counts = task_path_counts(groups, paths, int(groups.max()) + 1, int(paths.max()) + 1)
+    return task_purity(counts)
+
+
 def is_bijection(counts) -> bool:
     """Every task occurs and uses exactly one path, and no path is shared by two tasks."""
     counts = _check_counts(counts)
     used = counts > 0
     return bool((used.sum(axis=1) == 1).all() and (used.sum(axis=0) <= 1).all())
+
+
+def n_distinct_paths(paths: np.ndarray) -> int:
+    """Number of distinct rows of a (N, depth) array of expert choices."""
+    return int(np.unique(np.asarray(paths), axis=0).shape[0])

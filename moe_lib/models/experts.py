@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
+from ..validate import DTYPE
 
 
 class PReLU(nn.Module):
@@ -90,3 +91,48 @@ def relu_mlp_from_weights(weights: list[torch.Tensor], biases: list[torch.Tensor
             lin.weight.copy_(w)
             lin.bias.copy_(b)
     return net
+
+
+def affine_relu_mlp(W, b) -> MLP:
+    """The affine map y = x W^T + b as a one-hidden-layer ReLU MLP of width 2 d_out (float64).
+
+    Exact up to rounding, from y = ReLU(y) - ReLU(-y): hidden weights [W; -W], biases [b; -b],
+    output weights [I, -I], output bias 0.
+    """
+    W = validate.tensor(W, "W", ndim=2).to(DTYPE)
+    b = validate.tensor(b, "b", ndim=1, last=W.shape[0]).to(DTYPE)
+    eye = torch.eye(W.shape[0], dtype=DTYPE)
+    return relu_mlp_from_weights([torch.cat([W, -W]), torch.cat([eye, -eye], dim=1)],
+                                 [torch.cat([b, -b]), torch.zeros(W.shape[0], dtype=DTYPE)])
+
+
+def zero_mlp(d_in: int, d_out: int, width: int, depth: int) -> MLP:
+    """An MLP with every weight and bias 0 (outputs 0)."""
+    net = MLP(d_in, d_out, width, depth, dtype=DTYPE)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    return net
+
+
+def merge_mlps_sum(a: MLP, b: MLP) -> MLP:
+    """One MLP computing a(x) + b(x): hidden layers side by side (block-diagonal), outputs added.
+    Needs equal depth, input and output sizes."""
+    if a.depth != b.depth or a.d_in != b.d_in or a.d_out != b.d_out:
+        raise ValueError(f"expected two MLPs of equal depth and sizes, got depth {a.depth} "
+                         f"{a.d_in}->{a.d_out} and depth {b.depth} {b.d_in}->{b.d_out}")
+    la, lb = a.linears, b.linears
+    weights, biases = [], []
+    for k, (p, q) in enumerate(zip(la, lb, strict=True)):
+        wp, wq = p.weight.detach().to(DTYPE), q.weight.detach().to(DTYPE)
+        bp, bq = p.bias.detach().to(DTYPE), q.bias.detach().to(DTYPE)
+        if k == 0:
+            weights.append(torch.cat([wp, wq]))
+            biases.append(torch.cat([bp, bq]))
+        elif k == len(la) - 1:
+            weights.append(torch.cat([wp, wq], dim=1))
+            biases.append(bp + bq)
+        else:
+            weights.append(torch.block_diag(wp, wq))
+            biases.append(torch.cat([bp, bq]))
+    return relu_mlp_from_weights(weights, biases)
