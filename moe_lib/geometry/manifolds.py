@@ -8,12 +8,16 @@ angles, reach and the lower Lipschitz constants of charts are the same in R^k an
 - ``random_embedding(k, D, seed)`` -> Q; ``Sphere(d, D, seed)``, ``FlatTorus(n, D, seed)``:
   ``sample``, ``embed``/``intrinsic``, ``tangent_basis``, ``lift`` (inverse of the tangent
   projection), centres of caps (``axis_centres``, ``arc_centres``, ``grid_centres``).
-- ``bump``, ``partition_of_unity``: rho_i = - ``cover_radius``: the largest distance from a sample point to its nearest centre;
+- ``cover_radius``: the largest distance from a sample point to its nearest centre;
 - ``ball_points``, ``ball_grid``, ``cap_points``: uniform points of a ball, a grid in a ball,
   uniform points of a cap; ``rotated_axis_centres``: the 2(d+1) axis centres in general position.
 
 Partitions of unity are in ``partition``, charts and covers in ``charts``.
-ort math
+"""
+
+from __future__ import annotations
+
+import math
 
 import torch
 

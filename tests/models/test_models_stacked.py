@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import moe_lib as ml
-from moe_lib.stacked import StackedMoE, stacked_class_members
+from moe_lib.models.stacked import StackedMoE, stacked_class_members
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ import torch
 
 import moe_lib as ml
 from moe_lib import validate
-from moe_lib.experts import relu_mlp_from_weights
+from moe_lib.models.experts import relu_mlp_from_weights
 
 
 @pytest.mark.parametrize("d_in, d_out, width, depth, act", [

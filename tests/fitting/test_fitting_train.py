@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import moe_lib as ml
-from moe_lib.stacked import stacked_class_members
-from moe_lib.train import dataset_sampler, fit, function_sampler, mse, predict
+from moe_lib.fitting.train import dataset_sampler, fit, function_sampler, mse, predict
+from moe_lib.models.stacked import stacked_class_members
 
 
 @pytest.fixture(autouse=True)

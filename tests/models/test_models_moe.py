@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import moe_lib as ml
-from moe_lib.layer_checks import random_layer
+from moe_lib.experiments.primer import random_layer
 
 
 @pytest.fixture(autouse=True)
