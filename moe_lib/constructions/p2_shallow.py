@@ -25,17 +25,16 @@ weight-writing tools are in ``moe_lib.constructions.wiring``):
   target), e.g. ``moe_lib.experiments.p2_shallow.sphere_problem``; ``one_layer_moe`` moves
   layer 1 into a nonlinear router.
 
-Fitted pieces use one-hidden-layer random-feature networks (``moe_lib.fitting.random_features``);
-the features in R^D are Gaussian (``fit_gaussian_features``), whose law restricted to an
-orthogonally embedded manifold does not depend on D. Everything is float64. Measuring a built
-network (``evaluate``) and the chapters' sweeps are in ``moe_lib.experiments.p2_shallow``.
+Fitted pieces are random-feature nets (``moe_lib.fitting``; Gaussian features in R^D, whose law
+on an orthogonally embedded manifold does not depend on D); float64. ``evaluate`` and the sweeps
+are in ``moe_lib.experiments.p2_shallow``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,36 +49,6 @@ from ..models.routing import MLPRouter
 from ..seed import generator
 from ..validate import DTYPE
 from .wiring import HiddenLayer, argmax_gate, assemble, constant_gate, coords, selector
-
-# ----------------------------------------------------------------------------------------------
-# targets and charts
-
-
-@dataclass
-class AbsPowerTarget:
-    """f(x) = |<x, v>|^p. For 1 < p < 2 it is C^1 but not C^2 near {<x, v> = 0}: kappa(f) = 1.
-
-    On the unit ball its gradient p |<x,v>|^{p-1} sign(<x,v>) v has norm <= p ||v||: that is
-    ``lipschitz`` (for p >= 1).
-    """
-
-    direction: torch.Tensor
-    power: float = 1.5
-
-    def __post_init__(self):
-        self.direction = validate.tensor(self.direction, "direction", ndim=1).to(DTYPE)
-        p = validate.positive(self.power, "power")
-        if p < 1:
-            raise ValueError(f"power: expected p >= 1 (a Lipschitz target), got {p}")
-
-    def __call__(self, x) -> torch.Tensor:
-        x = validate.tensor(x, "x", ndim=2, last=self.direction.numel()).to(DTYPE)
-        return (x @ self.direction).abs() ** self.power
-
-    @property
-    def lipschitz(self) -> float:
-        return float(self.power * torch.linalg.vector_norm(self.direction))
-
 
 # ----------------------------------------------------------------------------------------------
 # the partition-of-unity network (layer 1)
@@ -359,7 +328,7 @@ class ShallowConstruction:
     manifold: geo.EmbeddedManifold
     centres: torch.Tensor
     radius: float
-    target: AbsPowerTarget
+    target: Callable
     partition: PartitionNet
     charts: list[ChartFit]
     network: DeepMoE
@@ -381,7 +350,7 @@ class ShallowConstruction:
         return self.target(self.charts[i].chart.inverse(u))
 
 
-def fit_local_functions(manifold: geo.Sphere, centres, radius: float, target: AbsPowerTarget,
+def fit_local_functions(manifold: geo.Sphere, centres, radius: float, target: Callable,
                         width: int, *, seed: int = 0, samples_per_feature: int = 8,
                         margin: float = 0.1, grid_per_axis: int | None = None) -> list[LocalFit]:
     """For each cap i: g_i, random features in R^d of width ``width``, least-squares fitted to

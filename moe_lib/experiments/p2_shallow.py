@@ -21,7 +21,6 @@ from .. import geometry as geo
 from .. import validate
 from ..analysis.rates import loglog_slope
 from ..constructions.p2_shallow import (
-    AbsPowerTarget,
     LocalFit,
     ShallowConstruction,
     build_corollary_4_9,
@@ -35,6 +34,32 @@ from ..models.moe import DeepMoE
 from ..progress import progress
 from ..seed import generator
 from ..validate import DTYPE
+
+
+@dataclass
+class AbsPowerTarget:
+    """f(x) = |<x, v>|^p. For 1 < p < 2 it is C^1 but not C^2 near {<x, v> = 0}: kappa(f) = 1.
+
+    On the unit ball its gradient p |<x,v>|^{p-1} sign(<x,v>) v has norm <= p ||v||: that is
+    ``lipschitz`` (for p >= 1).
+    """
+
+    direction: torch.Tensor
+    power: float = 1.5
+
+    def __post_init__(self):
+        self.direction = validate.tensor(self.direction, "direction", ndim=1).to(DTYPE)
+        p = validate.positive(self.power, "power")
+        if p < 1:
+            raise ValueError(f"power: expected p >= 1 (a Lipschitz target), got {p}")
+
+    def __call__(self, x) -> torch.Tensor:
+        x = validate.tensor(x, "x", ndim=2, last=self.direction.numel()).to(DTYPE)
+        return (x @ self.direction).abs() ** self.power
+
+    @property
+    def lipschitz(self) -> float:
+        return float(self.power * torch.linalg.vector_norm(self.direction))
 
 
 @dataclass

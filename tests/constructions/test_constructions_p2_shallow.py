@@ -64,12 +64,12 @@ def test_fit_gaussian_features_fits_a_smooth_function_and_validates():
 # ---------------------------------------------------------------------------- targets, charts
 
 def test_abs_power_target_values_and_lipschitz():
-    f = p2s.AbsPowerTarget(torch.tensor([0.0, 2.0], dtype=F64), 1.5)
+    f = x2s.AbsPowerTarget(torch.tensor([0.0, 2.0], dtype=F64), 1.5)
     x = torch.tensor([[1.0, 0.25], [0.0, -1.0]], dtype=F64)
     assert torch.allclose(f(x), torch.tensor([0.5 ** 1.5, 2.0 ** 1.5], dtype=F64))
     assert f.lipschitz == pytest.approx(3.0)
     with pytest.raises(ValueError, match="p >= 1"):
-        p2s.AbsPowerTarget(torch.ones(2, dtype=F64), 0.5)
+        x2s.AbsPowerTarget(torch.ones(2, dtype=F64), 0.5)
 
 
 def test_stereographic_chart_inverts_and_is_two_lipschitz(s2):
