@@ -50,9 +50,6 @@ from ..seed import generator
 from ..validate import DTYPE
 from .wiring import HiddenLayer, argmax_gate, assemble, constant_gate, coords, selector
 
-# ----------------------------------------------------------------------------------------------
-# the partition-of-unity network (layer 1)
-
 
 def _bump_profile(s: torch.Tensor, radius: float) -> torch.Tensor:
     """beta(s) = psi(sqrt(2 - 2 s) / r): the bump b_i as a function of s = <c_i, x> on |x| = 1."""
@@ -210,10 +207,6 @@ def fit_partition_net(x_sample, centres, radius: float, n_knots: int = 64,
     return net
 
 
-# ----------------------------------------------------------------------------------------------
-# gates and experts (layer 2)
-
-
 def chart_expert(n_in: int, read, psi: rf.RandomFeatureNet, g: rf.RandomFeatureNet,
                  carry=()) -> MLP:
     """3-layer MLP: state s (n_in) -> (s[carry], g(psi(s[read]))).
@@ -294,10 +287,6 @@ def shallow_moe(layer1: MLP | MoE, experts: Sequence[MLP], tau_cols) -> DeepMoE:
                              f"got {e.d_in}")
     layer2 = MoE(list(experts), argmax_gate(d_mid, tau_cols), d_mid, experts[0].d_out)
     return DeepMoE([layer1, layer2])
-
-
-# ----------------------------------------------------------------------------------------------
-# the constructions of Thm 4.8 and Cor 4.9 on a sphere
 
 
 @dataclass
@@ -482,21 +471,5 @@ def one_layer_moe(con: ShallowConstruction, router_depth: int = 2) -> MoE:
     if scores.d_out != E:
         raise ValueError(f"con: expected {E} router scores, got {scores.d_out}")
     return MoE(experts, MLPRouter(scores), D, 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# measuring the construction
-
-
-# ----------------------------------------------------------------------------------------------
-# the routing lemma on given partitions of unity
-
-
-# ----------------------------------------------------------------------------------------------
-# parameter counts
-
-
-# ----------------------------------------------------------------------------------------------
-# the experiments of the chapters
 
 
