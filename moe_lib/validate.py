@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+#: The one floating-point type of the closed-form constructions and fits.
+DTYPE = torch.float64
+
 
 def _describe(x: Any) -> str:
     if isinstance(x, torch.Tensor):

@@ -1,1 +1,25 @@
-"""Analysis of measured numbers: rates and slopes, routing-path statistics."""
+"""Analysis of measured numbers: rates and slopes, routing-path statistics.
+
+- ``rates``: ``loglog_slope`` (least-squares slope of log y on log x), ``one_sided_difference``
+  (finite differences for one-sided derivatives);
+- ``paths``: ``path_ids`` (one integer per routing path), ``n_distinct_paths``,
+  ``task_path_counts``, ``path_purity``, ``task_purity``, ``group_purity``, ``is_bijection``.
+
+Chapters write ``from moe_lib import analysis as an``.
+"""
+
+from .paths import (
+    group_purity,
+    is_bijection,
+    n_distinct_paths,
+    path_ids,
+    path_purity,
+    task_path_counts,
+    task_purity,
+)
+from .rates import loglog_slope, one_sided_difference
+
+__all__ = [
+    "group_purity", "is_bijection", "n_distinct_paths", "path_ids", "path_purity",
+    "task_path_counts", "task_purity", "loglog_slope", "one_sided_difference",
+]

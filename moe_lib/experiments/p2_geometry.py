@@ -1,0 +1,106 @@
+"""Targets, samplers and problems of P2's geometry chapters (Thm 3.1, Thm 4.4, Ex 4.6, Def 4.7).
+
+- Thm 3.1 (dense rate): ``kink_profile`` g(t) = ReLU(t - 0.3)^2 and ``kink_target``
+  f(x) = sum_i g(x_i) (C^1, not C^2), ``cube_points`` uniform in [-1, 1]^D;
+- Thm 4.4 (atlas): ``atlas_problem(name, D, seed, radii)``: a manifold, its cap centres, cap radius
+  and covering radius; ``ChartPullback``: t -> g((lift_c(t) - p) . v), f o phi^{-1} on a circle;
+- Ex 4.6 (linear charts): ``arcs_needed`` (fewest equal arcs whose caps of a given angle cover a
+  sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded);
+- Def 4.7 (regular atlas): ``stereo_problem``: a circle in R^D, its stereographic chart at one
+  point and train / validation / test points on an arc around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .. import geometry as geo
+from .. import validate
+from ..validate import DTYPE
+
+#: The kink of the Thm 3.1 target: g(t) = ReLU(t - KINK)^2.
+KINK = 0.3
+
+
+def kink_profile(t: torch.Tensor) -> torch.Tensor:
+    """g(t) = ReLU(t - 0.3)^2: C^1 but not C^2 at t = 0.3."""
+    return torch.relu(t - KINK).pow(2)
+
+
+def kink_target(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = sum_i ReLU(x_i - 0.3)^2 on rows x (N, D): (N,)."""
+    return torch.relu(x - KINK).pow(2).sum(dim=1)
+
+
+def cube_points(n: int, D: int, gen: torch.Generator) -> torch.Tensor:
+    """n uniform points of [-1, 1]^D (float64), drawn from ``gen``."""
+    return 2 * torch.rand(n, D, generator=gen, dtype=DTYPE) - 1
+
+
+def atlas_problem(name: str, D: int, seed: int, radii: dict) -> tuple:
+    """(manifold, centres, cap radius r, covering radius R) of the atlas chapter: "S^1" (4 arcs),
+    "S^2" and "S^3" (axis centres), "T^2" (a 4 x 4 grid); ``radii`` maps each name to its r."""
+    validate.choice(name, "name", ("S^1", "S^2", "T^2", "S^3"))
+    if name == "S^1":
+        m = geo.Sphere(1, D, seed)
+        return m, m.arc_centres(4), radii[name], 2 * math.sin(math.pi / 8)
+    if name == "S^2":
+        m = geo.Sphere(2, D, seed)
+        return m, m.axis_centres(), radii[name], m.axis_cover_radius()
+    if name == "T^2":
+        m = geo.FlatTorus(2, D, seed)
+        return m, m.grid_centres(4), radii[name], 2 * math.sqrt(2) * math.sin(math.pi / 8)
+    m = geo.Sphere(3, D, seed)
+    return m, m.axis_centres(), radii[name], m.axis_cover_radius()
+
+
+class ChartPullback:
+    """F(t) = g((lift_c(t) - p) . v): a function g of the signed tangent offset from p, pulled back
+    through the tangent chart at c of a circle (f o phi^{-1} of the smoothness experiment)."""
+
+    def __init__(self, g: Callable, manifold: geo.EmbeddedManifold, chart: geo.TangentChart,
+                 p: torch.Tensor, v: torch.Tensor):
+        self.g, self.manifold, self.chart, self.p, self.v = g, manifold, chart, p, v
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        return self.g((self.manifold.lift(self.chart.centre, t[:, None]) - self.p) @ self.v)
+
+
+def arcs_needed(a: float, ring: torch.Tensor, circle: geo.Sphere, max_arcs: int = 1000) -> int:
+    """The fewest E equally spaced centres whose caps of angle ``a`` (chord 2 sin(a/2)) cover the
+    sampled circle ``ring``."""
+    chord = 2 * math.sin(a / 2)
+    return next(E for E in range(1, max_arcs) if geo.cover_radius(ring, circle.arc_centres(E)) < chord)
+
+
+def ellipse(b: float, n_curve: int, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_curve`` points of the ellipse (cos t, b sin t) and their unit tangents (N, 1, D),
+    embedded by Q (D, 2)."""
+    t = torch.linspace(0, 2 * math.pi, n_curve + 1, dtype=DTYPE)[:-1]
+    x = torch.stack([torch.cos(t), b * torch.sin(t)], dim=1)
+    tangent = torch.stack([-torch.sin(t), b * torch.cos(t)], dim=1)
+    tangent = tangent / torch.linalg.vector_norm(tangent, dim=1, keepdim=True)
+    return x @ Q.T, (tangent @ Q.T)[:, None, :]
+
+
+def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: int,
+                   n_test: int) -> tuple:
+    """Circle in R^D, the stereographic chart s at c, and train/validation/test points on the arc
+    of half-angle ``half_angle`` around c (the same angles in every D): (circle, (x, s(x), x_val,
+    s(x_val), x_test, s(x_test)))."""
+    circle = geo.Sphere(1, D, seed)
+    c = circle.from_angles(torch.zeros(1, dtype=DTYPE))[0]
+    e = circle.tangent_basis(c)[0]
+    gen = torch.Generator().manual_seed(seed)
+
+    def arc(n):
+        return circle.from_angles((2 * torch.rand(n, generator=gen, dtype=DTYPE) - 1) * half_angle)
+
+    def s(x):
+        return (x @ e) / (1 + x @ c)
+
+    x, x_val, x_test = arc(n_train), arc(n_val), arc(n_test)
+    return circle, (x, s(x), x_val, s(x_val), x_test, s(x_test))
