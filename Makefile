@@ -5,16 +5,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MATHJAX := _build/npm/node_modules/mathjax/es5
 
-.PHONY: book test setup lint unit clean
+.PHONY: book test setup lint unit built chromium clean
 
 book: setup $(MATHJAX)
 	$(BIN)/moebook run --all
 	$(BIN)/moebook build
 
-test: setup lint unit $(MATHJAX)
+# Checks of what the pipeline produced (tests/test_built.py: claims and captions; tests/test_browser.py:
+# every page in headless Chromium with the network cut). The unit step leaves them out, so each runs once.
+BUILT_TESTS := tests/test_built.py tests/test_browser.py
+
+test: setup lint unit $(MATHJAX) chromium
 	$(BIN)/moebook run --all
 	$(BIN)/moebook check
 	$(BIN)/moebook build --strict
+	$(BIN)/python -m pytest -rs $(BUILT_TESTS)
+
+# The same checks on a book already built with `moebook build`.
+built: setup chromium
+	$(BIN)/python -m pytest -rs $(BUILT_TESTS)
 
 setup: $(STAMP)
 
@@ -36,7 +45,20 @@ lint: setup
 	$(BIN)/ruff check moe_lib moebook tests
 
 unit: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(BUILT_TESTS:%=--ignore=%)
+
+# Debian's chromium for the browser check: installed when missing and we are root with apt-get.
+# Otherwise say so loudly; tests/test_browser.py then skips (and only it).
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the browser check"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+	  || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || echo "*** WARNING: apt-get could not install chromium: the browser check will be SKIPPED ***"; \
+	else echo "*** WARNING: no chromium, and installing it needs root and apt-get:" \
+	          "the browser check will be SKIPPED ***"; fi
 
 clean:
 	rm -rf _build
