@@ -21,26 +21,44 @@ class MoE(nn.Module):
 
     def __init__(self, experts: Sequence[nn.Module], router: nn.Module, d_in: int, d_out: int):
         super().__init__()
+        experts = list(experts)
+        if not experts:
+            raise ValueError("experts: expected at least one expert, got none")
         self.experts = nn.ModuleList(experts)
         self.router = router
         self.d_in = validate.integer(d_in, "d_in", low=1)
         self.d_out = validate.integer(d_out, "d_out", low=1)
         n_router = getattr(router, "n_experts", None)
-        if n_router is not None and n_router != len(self.experts):
+        if n_router is None:
+            raise ValueError(f"router: expected a router that declares n_experts, got "
+                             f"{type(router).__name__} without it")
+        if n_router != len(self.experts):
             raise ValueError(f"router: expected a router over {len(self.experts)} experts, "
                              f"got one over {n_router}")
+        dtypes = {p.dtype for f in self.experts for p in f.parameters()}
+        if len(dtypes) > 1:
+            raise ValueError(f"experts: expected one dtype for all experts, got {sorted(map(str, dtypes))}")
+        self.dtype = dtypes.pop() if dtypes else None
 
     @property
     def n_experts(self) -> int:
         return len(self.experts)
 
-    def route(self, x: torch.Tensor) -> Routing:
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = validate.tensor(x, "x", ndim=2, last=self.d_in)
-        return self.router(x)
+        if self.dtype is not None and x.dtype != self.dtype:
+            raise ValueError(f"x: expected dtype {self.dtype} (the experts' dtype), got {x.dtype}")
+        return x
+
+    def route(self, x: torch.Tensor) -> Routing:
+        x = self._input(x)
+        return self.router(x).checked(x.shape[0], self.n_experts, "router output")
 
     def forward(self, x: torch.Tensor, routing: Routing | None = None) -> torch.Tensor:
-        """Sparse dispatch: each expert sees only the rows routed to it."""
-        r = self.route(x) if routing is None else routing
+        """Sparse dispatch: each expert sees only the rows routed to it. An explicit ``routing`` is
+        checked against x and the number of experts."""
+        x = self._input(x)
+        r = self.route(x) if routing is None else routing.checked(x.shape[0], self.n_experts)
         n, k = r.idx.shape
         out = x.new_zeros(n, self.d_out)
         flat_idx = r.idx.reshape(-1)

@@ -32,6 +32,25 @@ class Routing:
     def k(self) -> int:
         return self.idx.shape[1]
 
+    def checked(self, n_rows: int, n_experts: int, name: str = "routing") -> Routing:
+        """This routing after checking it fits ``n_rows`` inputs and ``n_experts`` experts: indices
+        an integer tensor (N, k) in [0, E), weights a finite float tensor of the same shape."""
+        idx = validate.tensor(self.idx, f"{name}.idx", ndim=2)
+        if idx.is_floating_point() or idx.dtype == torch.bool:
+            raise ValueError(f"{name}.idx: expected an integer tensor, got dtype {idx.dtype}")
+        if idx.shape[0] != n_rows:
+            raise ValueError(f"{name}.idx: expected one row per input ({n_rows}), got {idx.shape[0]}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_experts):
+            raise ValueError(f"{name}.idx: expected expert indices in [0, {n_experts - 1}], got values "
+                             f"in [{int(idx.min())}, {int(idx.max())}]")
+        weight = validate.tensor(self.weight, f"{name}.weight", ndim=2)
+        if tuple(weight.shape) != tuple(idx.shape):
+            raise ValueError(f"{name}.weight: expected shape {tuple(idx.shape)} (as idx), "
+                             f"got {tuple(weight.shape)}")
+        if not weight.is_floating_point():
+            raise ValueError(f"{name}.weight: expected a float tensor, got dtype {weight.dtype}")
+        return Routing(idx.long(), weight)
+
 
 def top_k(scores: torch.Tensor, k: int) -> Routing:
     """Top-k of each row of ``scores`` (N, E), softmax over the k selected scores.
@@ -72,7 +91,10 @@ class NearestPrototypeRouter(nn.Module):
         super().__init__()
         prototypes = validate.tensor(prototypes, "prototypes", ndim=2)
         self.norm = validate.choice(norm, "norm", (2, float("inf")))
+        if prototypes.shape[0] < 1:
+            raise ValueError("prototypes: expected at least one prototype, got none")
         self.register_buffer("prototypes", prototypes)
+        self.n_experts = prototypes.shape[0]
         self.k = 1
 
     def forward(self, x: torch.Tensor) -> Routing:

@@ -77,3 +77,39 @@ def test_mismatched_router_and_layers_raise():
         ml.DeepMoE([a, b])
     with pytest.raises(ValueError, match="expected 3 sizes"):
         ml.moe_class_member(2, 2, 2, 4, [1, 2])
+
+
+def test_moe_rejects_inputs_that_do_not_fit():
+    """Issue: routers declare their experts; explicit routings and dtypes are checked."""
+    import pytest
+
+    import moe_lib as ml
+    from moe_lib.models.routing import Routing
+
+    experts = [ml.MLP(2, 1, 4) for _ in range(2)]
+    with pytest.raises(ValueError, match="router: expected a router over 2 experts, got one over 3"):
+        ml.MoE(experts, ml.NearestPrototypeRouter(torch.zeros(3, 2)), 2, 1)
+    with pytest.raises(ValueError, match="experts: expected at least one expert, got none"):
+        ml.MoE([], ml.TopKGate(2, 1), 2, 1)
+
+    class NoSize(torch.nn.Module):
+        def forward(self, x):
+            return None
+
+    with pytest.raises(ValueError, match="expected a router that declares n_experts, got NoSize"):
+        ml.MoE(experts, NoSize(), 2, 1)
+    layer = ml.MoE(experts, ml.TopKGate(2, 2), 2, 1)
+    x = torch.randn(5, 2)
+    short = Routing(torch.zeros(4, 1, dtype=torch.long), torch.ones(4, 1))
+    with pytest.raises(ValueError, match=r"routing.idx: expected one row per input \(5\), got 4"):
+        layer(x, routing=short)
+    neg = Routing(torch.full((5, 1), -1), torch.ones(5, 1))
+    with pytest.raises(ValueError, match=r"routing.idx: expected expert indices in \[0, 1\], got values in \[-1, -1\]"):
+        layer(x, routing=neg)
+    wshape = Routing(torch.zeros(5, 1, dtype=torch.long), torch.ones(5, 2))
+    with pytest.raises(ValueError, match=r"routing.weight: expected shape \(5, 1\) \(as idx\), got \(5, 2\)"):
+        layer(x, routing=wshape)
+    with pytest.raises(ValueError, match="x: expected dtype torch.float32 .the experts' dtype., got torch.float64"):
+        layer(x.double())
+    with pytest.raises(ValueError, match="x: expected last dimension 2"):
+        layer(torch.randn(5, 3))
