@@ -51,11 +51,14 @@ def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequen
                 seeds: Sequence[int], sampler, test, steps: int, lr: float = 1e-3,
                 batch_size: int = 128, data_seed_offset: int = 1000, desc: str = "") -> dict:
     """Train one stack ``build(value, seeds)`` per sweep value (S = len(seeds) models each) with
-    ``moe_lib.fitting.train.fit``; model seed s draws its minibatches with data seed s + data_seed_offset,
-    the same stream for every value (common random numbers across the sweep).
+    ``moe_lib.fitting.train.fit``; model seed s draws its minibatches with data seed
+    s + data_seed_offset, the same stream for every value (common random numbers across the sweep).
 
-    ``sampler`` (a ``moe_lib.fitting.train`` sampler) and ``test`` (a pair x, y) are either one object for
-    every value or a dict {value: object} (e.g. inputs of a different size per value).
+    ``sampler`` (a ``moe_lib.fitting.train`` sampler) and ``test`` (a pair x, y) are either one
+    object for every value or a dict {value: object} (e.g. inputs of a different size per value).
+    Either object (or a dict's entry) may also be a *list with one entry per seed*: model s then
+    trains on its own sampler (e.g. its own fixed training set, for train/test gaps over independent
+    samples) and its test MSE is taken on its own test pair.
 
     Returns {"mse": (n_values, n_seeds) test MSE, "final_train": the same shape, mean minibatch loss
     over the last 100 steps, "stacks": the trained stacks, "histories": (steps, n_seeds) arrays}.
@@ -64,6 +67,8 @@ def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequen
     if not values or not seeds:
         raise ValueError(f"expected at least one sweep value and one seed, "
                          f"got {values} and {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: expected distinct seeds, got {seeds}")
     data_seeds = [s + data_seed_offset for s in seeds]
     out: dict = {"mse": [], "final_train": [], "stacks": [], "histories": []}
     for name, obj in (("sampler", sampler), ("test", test)):
@@ -72,17 +77,43 @@ def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequen
                              f"got keys {sorted(obj)}")
     for v in values:
         smp = sampler[v] if isinstance(sampler, dict) else sampler
-        x_test, y_test = test[v] if isinstance(test, dict) else test
+        tst = test[v] if isinstance(test, dict) else test
+        x_test, y_test = (tst, None) if isinstance(tst, list) else tst
         stack = build(v, seeds)
         if stack.n_models != len(seeds):
             raise ValueError(f"build({v!r}, seeds): expected a stack of {len(seeds)} models, "
                              f"got {stack.n_models}")
-        result = fit(stack, smp, steps, batch_size=batch_size, lr=lr, seeds=data_seeds,
-                     desc=f"{desc} {v}".strip())
-        out["mse"].append(mse(stack, x_test, y_test))
+        result = fit(stack, _per_seed_sampler(smp, data_seeds), steps, batch_size=batch_size,
+                     lr=lr, seeds=data_seeds, desc=f"{desc} {v}".strip())
+        out["mse"].append(_per_seed_mse(stack, x_test, y_test, len(seeds)))
         out["final_train"].append(result.final(min(100, result.steps)))
         out["stacks"].append(stack)
         out["histories"].append(result.history)
     out["mse"] = np.array(out["mse"])
     out["final_train"] = np.array(out["final_train"])
     return out
+
+
+def _per_seed_sampler(sampler, data_seeds: list[int]):
+    """One sampler, or a list of one sampler per model dispatched on the generator's seed."""
+    if not isinstance(sampler, list):
+        return sampler
+    if len(sampler) != len(data_seeds):
+        raise ValueError(f"sampler: expected one sampler per seed ({len(data_seeds)}), "
+                         f"got a list of {len(sampler)}")
+    by_seed = dict(zip(data_seeds, sampler, strict=True))
+
+    def sample(n: int, generator):
+        return by_seed[generator.initial_seed()](n, generator)
+
+    return sample
+
+
+def _per_seed_mse(stack, x_test, y_test, n_seeds: int) -> np.ndarray:
+    """Test MSE of every model: on one shared pair, or model s on the s-th pair of a list."""
+    if y_test is not None:
+        return mse(stack, x_test, y_test)
+    if len(x_test) != n_seeds:
+        raise ValueError(f"test: expected one (x, y) pair per seed ({n_seeds}), "
+                         f"got a list of {len(x_test)}")
+    return np.array([mse(stack, x, y)[s] for s, (x, y) in enumerate(x_test)])
