@@ -21,8 +21,8 @@ import torch
 from .. import validate
 from ..capacity import bounds, spectral
 from ..fitting.sweeps import by_value, sweep_axis, train_sweep
-from ..models.stacked import stacked_class_members
 from ..fitting.train import dataset_sampler
+from ..models.stacked import stacked_class_members
 
 __all__ = ["by_value", "sweep_axis", "train_sweep", "regions_teacher", "regions_data",
            "classification_sweep", "gap_bounds", "relu_router_patterns", "skill_teacher",
