@@ -133,7 +133,7 @@ def hat_relu(z: torch.Tensor) -> torch.Tensor:
     vals_q = [relu(-z[..., i]) for i in range(z.shape[-1])]
     for vals in (vals_p, vals_q):
         while len(vals) > 1:
-            nxt = [relu(a) + relu(b - a) for a, b in zip(vals[0::2], vals[1::2])]
+            nxt = [relu(a) + relu(b - a) for a, b in zip(vals[0::2], vals[1::2], strict=False)]
             if len(vals) % 2:
                 nxt.append(relu(vals[-1]))
             vals[:] = nxt

@@ -33,7 +33,7 @@ def routing_agreement(n: int, depth: int, n_uniform: int, per_face: int,
            "brute_mismatch_off_ties": 0, "off_ties": 0, "ties": 0, "tie_not_nearest": 0.0,
            "brute_points": 0}
     per_set = max(1, brute_budget // (N ** n * len(sets)))
-    for name, x in sets.items():
+    for x in sets.values():
         a = flat(x).idx[:, 0]
         cell_t, path = tree.route_with_path(x)
         cell_k, length = kd.route_with_path(x)
@@ -75,8 +75,8 @@ def routing_timing(n: int, depths: list[int], n_points: int, rng: np.random.Gene
         N = 2 ** D
         tree, kd, centres = rt.DyadicTreeRouter(n, D), rt.KDTreeRouter(n, N), rt.cell_centres(n, N)
         row = {"n": n, "depth": D, "K": N ** n}
-        for name, fn in (("tree", lambda: tree(x)), ("kd", lambda: kd(x)),
-                         ("brute", lambda: rt.brute_force_cells(x, centres, 2))):
+        for name, fn in (("tree", lambda t=tree: t(x)), ("kd", lambda t=kd: t(x)),
+                         ("brute", lambda c=centres: rt.brute_force_cells(x, c, 2))):
             best = math.inf
             for _ in range(repeats):
                 t0 = time.perf_counter()
@@ -190,7 +190,7 @@ def vector_rows(names: list[str], n: int, eps: float, q: int, n_random: int,
     fs = [pl.target(t, n) for t in names]
     # one router per output: each component's own E1 construction
     per = []
-    for (f, lam), t in zip(fs, names):
+    for (f, lam), t in zip(fs, names, strict=True):
         N, m = pl.e1_grid(lam, eps, n)
         model = pl.build_e1(f, n, N, m)
         err, _ = pl.sup_error(model, f, n, q * N * m, n_random, rng)
@@ -200,10 +200,11 @@ def vector_rows(names: list[str], n: int, eps: float, q: int, n_random: int,
     N = max(r["N"] for r in per)
     ms = [pl.ceil_(lam / (N * eps)) for _, lam in fs]
     from ..models.momlp import ConcatBank, MoMLP
-    banks = [pl.e1_bank(f, n, N, m) for (f, _), m in zip(fs, ms)]
+    banks = [pl.e1_bank(f, n, N, m) for (f, _), m in zip(fs, ms, strict=True)]
     stacked = MoMLP(rt.KDTreeRouter(n, N), ConcatBank(banks))
-    M = q * N * math.lcm(*ms)
-    err_s, _ = pl.sup_error(stacked, [f for f, _ in fs], n, M, n_random, rng)
+    # component c of the stacked expert is the scalar E1 with (N, m_c): test it on its own grid
+    err_s = [float(pl.sup_error(stacked, [f for f, _ in fs], n, q * N * m, n_random, rng)[0][c])
+             for c, m in enumerate(ms)]
     # shared router and shared hat units: one m = max m_c for all outputs
     m_sh = max(ms)
     shared = pl.build_e1([f for f, _ in fs], n, N, m_sh)
@@ -212,7 +213,7 @@ def vector_rows(names: list[str], n: int, eps: float, q: int, n_random: int,
     return {"eps": eps, "n": n, "per_output": per, "N_shared": N, "m_shared": ms,
             "stacked_expert": stacked.expert_parameters()[0],
             "stacked_path": stacked.router_path_numbers,
-            "stacked_errors": [float(e) for e in err_s],
+            "stacked_errors": err_s,
             "scalar_on_shared": scalar_on_shared,
             "hat_shared_expert": shared.expert_parameters()[0], "m_hat_shared": m_sh,
             "hat_shared_errors": [float(e) for e in err_h],

@@ -66,7 +66,7 @@ class StackedMLPBank(nn.Module):
             raise ValueError(f"weights, biases: expected equally long non-empty lists, got "
                              f"{len(weights)} and {len(biases)}")
         K = weights[0].shape[0]
-        for i, (w, b) in enumerate(zip(weights, biases)):
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             w = validate.tensor(w, f"weights[{i}]", ndim=3)
             b = validate.tensor(b, f"biases[{i}]", ndim=2)
             if w.shape[0] != K or b.shape != (K, w.shape[1]):
@@ -88,12 +88,12 @@ class StackedMLPBank(nn.Module):
         self.d_in, self.d_out = weights[0].shape[2], weights[-1].shape[1]
         self.depth = len(weights)
         self.width = max(w.shape[1] for w in weights[:-1]) if n_hidden else self.d_out
-        self.params_per_expert = (sum(w[0].numel() + b[0].numel() for w, b in zip(weights, biases))
-                                  + n_hidden)
+        self.params_per_expert = (sum(w[0].numel() + b[0].numel()
+                                      for w, b in zip(weights, biases, strict=True)) + n_hidden)
 
     def forward(self, x: torch.Tensor, local_idx: torch.Tensor) -> torch.Tensor:
         h = x.to(self.weights[0].dtype)[:, :, None]
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.bmm(w[local_idx], h) + b[local_idx][:, :, None]
             if i < len(self.weights) - 1:
                 a = self.slopes[local_idx, i][:, None, None]

@@ -177,7 +177,7 @@ class KDTreeRouter(nn.Module):
             code = np.empty(M, dtype=np.int64)
             n_int = int(internal.sum())
             code[internal] = len(axis) + np.arange(n_int)
-            lo_l, hi_l = lo[~internal], hi[~internal]
+            lo_l = lo[~internal]
             code[~internal] = -1 - (len(leaf) + np.arange(M - n_int))
             leaf += list((lo_l * (N ** np.arange(n - 1, -1, -1))[None]).sum(axis=1))
             if parent_slots is not None:
