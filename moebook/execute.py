@@ -28,8 +28,9 @@ from .chapters import Chapter
 def kernel_environment():
     """Run the block with os.environ set to ``kernel_env()`` (papermill's kernels inherit it)."""
     saved = dict(os.environ)
+    env = kernel_env()  # computed before clearing, or the kernel loses PYTHONPATH and the rest
     os.environ.clear()
-    os.environ.update(kernel_env())
+    os.environ.update(env)
     try:
         yield
     finally:
