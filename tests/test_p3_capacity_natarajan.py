@@ -100,3 +100,16 @@ def test_bad_inputs():
         nt.candidate(3, 3, 1, 2, True, np.random.default_rng(0), "other")
     with pytest.raises(ValueError, match="m"):
         nt.log_natarajan_lemma_bound(0, 3, 2)
+
+
+def test_gate_weights_and_reachable_subsets_by_hand():
+    a = nt.gate_weights(np.array([[2, 0]]), np.array([[0.7, 0.3]]), 3)
+    assert a.tolist() == [[0.3, 0.0, 0.7]]
+    # scores x, -x, 0 on R: top-1 is expert 0 (x>0) or 1 (x<0); expert 2 only ties -> unreachable
+    W = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
+    assert nt.masks_to_codes(nt.reachable_subsets(W, 1)).tolist() == [1, 2]
+    # top-2: {0,2} for x>0, {1,2} for x<0; {0,1} never
+    assert nt.masks_to_codes(nt.reachable_subsets(W, 2)).tolist() == [5, 6]
+    assert len(nt.reachable_subsets(W, 3)) == 1
+    with pytest.raises(ValueError, match="idx"):
+        nt.gate_weights(np.array([[3]]), np.array([[1.0]]), 3)

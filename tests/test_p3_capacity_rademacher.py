@@ -31,6 +31,8 @@ def test_linear_sup_by_hand_and_exact_expectation_in_the_sandwich():
     assert rd.linear_l2_lower(X) <= exact <= rd.linear_l2_upper(X)
     mean, se = rd.mean_and_se(rd.linear_l2_sups(X, rd.signs(4000, 8, rng)))
     assert abs(mean - exact) <= 4 * se
+    mean, se = rd.linear_l2_mc(X, 3000, rng, chunk=700)
+    assert abs(mean - exact) <= 4 * se
     assert rd.linear_l2_upper(X) <= rd.linear_l2_bound(1.0, float(np.linalg.norm(X, axis=1).max()), 8)
 
 

@@ -232,3 +232,41 @@ def log_natarajan_lemma_bound(m, K: int, d_N: int):
     K = validate.integer(K, "K", low=1)
     d_N = validate.integer(d_N, "d_N", low=0)
     return d_N * np.log(m) + 2 * d_N * math.log(K)
+
+
+def gate_weights(idx, weight, T: int) -> np.ndarray:
+    """Dense router output a(x) (N, T) from a routing's indices (N, k) and weights (N, k)."""
+    idx = np.asarray(idx)
+    weight = np.asarray(weight, dtype=float)
+    if idx.ndim != 2 or weight.shape != idx.shape:
+        raise ValueError(f"idx, weight: expected two (N, k) arrays, got {idx.shape} and {weight.shape}")
+    T = validate.integer(T, "T", low=1)
+    if idx.size and (idx.min() < 0 or idx.max() >= T):
+        raise ValueError(f"idx: expected expert indices in [0, {T}), got [{idx.min()}, {idx.max()}]")
+    a = np.zeros((idx.shape[0], T))
+    np.put_along_axis(a, idx, weight, axis=1)
+    return a
+
+
+def reachable_subsets(W, k: int) -> np.ndarray:
+    """The k-subsets a fixed affine router W (T, d+1) (last column: bias) selects strictly somewhere
+    on R^d: S is reachable iff max t s.t. (w_j - w_j') . (x, 1) >= t (j in S, j' not in S), t <= 1,
+    has t* > 0 (an exact LP in x, HiGHS). Returns the masks (n_reachable, T)."""
+    W = np.asarray(W, dtype=float)
+    if W.ndim != 2 or W.shape[1] < 2 or not np.isfinite(W).all():
+        raise ValueError(f"W: expected a finite (T, d+1) array, got shape {W.shape}")
+    T, n = W.shape
+    masks = subset_masks(T, k)
+    if k == T:
+        return masks
+    keep = []
+    for S in masks:
+        j, jp = np.nonzero(S[:, None] & ~S[None, :])
+        D = W[j] - W[jp]                                     # rows: (w_j - w_j'), bias last
+        A = np.hstack([-D[:, :-1], np.ones((len(j), 1))])   # -(dw . x) + t <= db
+        res = linprog(np.r_[np.zeros(n - 1), -1.0], A_ub=A, b_ub=D[:, -1],
+                      bounds=[(None, None)] * (n - 1) + [(None, 1.0)], method="highs")
+        if res.status != 0:
+            raise RuntimeError(f"linprog returned status {res.status}: {res.message}")
+        keep.append(-res.fun > MARGIN_TOL)
+    return masks[np.array(keep)]

@@ -63,6 +63,18 @@ def linear_l2_sups(X, sigma, B: float = 1.0) -> np.ndarray:
     return B / X.shape[0] * np.linalg.norm(sigma @ X, axis=1)
 
 
+def linear_l2_mc(X, n_draws: int, rng: np.random.Generator, B: float = 1.0, chunk: int = 250
+                 ) -> tuple[float, float]:
+    """Monte Carlo R_S of the l2 ball of radius B: (mean, standard error) over ``n_draws`` sign
+    draws, drawn ``chunk`` at a time from ``rng`` (memory stays chunk x m)."""
+    X = _points(X)
+    n_draws = validate.integer(n_draws, "n_draws", low=2)
+    chunk = validate.integer(chunk, "chunk", low=1)
+    sups = np.concatenate([linear_l2_sups(X, signs(min(chunk, n_draws - s), X.shape[0], rng), B)
+                           for s in range(0, n_draws, chunk)])
+    return mean_and_se(sups)
+
+
 def linear_l2_upper(X, B: float = 1.0) -> float:
     """(B/m) sqrt(sum_i ||x_i||^2) >= R_S, by Jensen: E||sum sigma_i x_i|| <= sqrt(E||.||^2)."""
     X = _points(X)
