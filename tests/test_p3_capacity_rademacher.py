@@ -85,3 +85,15 @@ def test_bad_inputs():
         rd.ramp_linear_sups(X, np.zeros(3), np.ones((2, 3)), 1.0, 1.0)
     with pytest.raises(ValueError, match="X"):
         rd.ramp_linear_sups(np.zeros((3, 3)), np.ones(3), np.ones((2, 3)), 1.0, 1.0)
+
+
+def test_threshold_sup_deviation_population_loss_is_exact():
+    rng = np.random.default_rng(0)
+    # one threshold: Z = L_D - L_S, mean 0 over resamples, and L_D = eta + (1 - 2 eta) |t - 1/2|
+    z = rd.threshold_sup_deviation(50, 20000, [0.3], 0.1, rng)
+    assert abs(z.mean()) < 4 * z.std() / math.sqrt(z.size)
+    assert z.shape == (20000,) and z.max() <= 1.0
+    with pytest.raises(ValueError, match="eta"):
+        rd.threshold_sup_deviation(5, 5, [0.5], 0.7, rng)
+    with pytest.raises(ValueError, match="thresholds"):
+        rd.threshold_sup_deviation(5, 5, [1.5], 0.1, rng)

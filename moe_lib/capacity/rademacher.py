@@ -170,3 +170,25 @@ def mlp_sign_fit(X, sigma, width: int, steps: int = 200, lr: float = 0.05, seed:
         opt.step()
     with torch.no_grad():
         return value().numpy().astype(float)
+
+
+def threshold_sup_deviation(m: int, n_resamples: int, thresholds, eta: float,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Z = max_t (L_D(h_t) - L_S(h_t)) for the thresholds h_t(x) = 1[x > t] under the 0-1 loss, on
+    ``n_resamples`` fresh samples of size m: x ~ U[0,1], y = 1[x > 1/2] flipped with probability eta.
+
+    L_D(h_t) = eta + (1 - 2 eta) |t - 1/2| exactly, so Z is computed without estimation error.
+    Each Z is a function of m independent points with differences bounded by 1/m (McDiarmid).
+    """
+    m = validate.integer(m, "m", low=1)
+    n_resamples = validate.integer(n_resamples, "n_resamples", low=1)
+    t = np.asarray(thresholds, dtype=float)
+    if t.ndim != 1 or t.size == 0 or ((t < 0) | (t > 1)).any():
+        raise ValueError(f"thresholds: expected a non-empty 1-D array in [0, 1], got {t!r}")
+    eta = float(eta)
+    if not 0 <= eta <= 0.5:
+        raise ValueError(f"eta: expected a noise rate in [0, 1/2], got {eta}")
+    x = rng.random((n_resamples, m))
+    y = (x > 0.5) ^ (rng.random((n_resamples, m)) < eta)
+    emp = ((x[:, :, None] > t) != y[:, :, None]).mean(axis=1)       # (n_resamples, n_thresholds)
+    return (eta + (1 - 2 * eta) * np.abs(t - 0.5) - emp).max(axis=1)
