@@ -69,3 +69,13 @@ def finite_parameters(module: torch.nn.Module, name: str) -> None:
     for pname, p in module.named_parameters():
         if not bool(torch.isfinite(p).all()):
             raise ValueError(f"{name}: expected finite parameters, got NaN/inf in '{pname}'")
+
+
+def matrix(x: Any, name: str) -> np.ndarray:
+    """``x`` as a non-empty, finite float64 numpy array of shape (m, d)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty 2-D array (m, d), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: expected finite values, got NaN/inf")
+    return a

@@ -9,9 +9,8 @@ theorem's hypothesis (a [0, 1]-valued, C-Lipschitz loss):
 replaced by the exact ln C(T, k) it upper-bounds (our reconstruction of the proof: the Natarajan
 lemma on the doubled sample gives ln tau <= d_N ln(2m) + 2 d_N ln C(T, k)).
 
-Everything is vectorised with numpy broadcasting over m, T, k, d_N. Private helpers that overlap
-another module of ``moe_lib.capacity`` (``log_binom``, the closed-form Rademacher bound of a
-norm-bounded linear class) are kept here so this module stands alone.
+Everything is vectorised with numpy broadcasting over m, T, k, d_N. The binomial counts come from
+``capacity.growth``, the Rademacher complexities of linear classes from ``capacity.rademacher``.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln
 
 from .. import validate
+from .growth import log_binom, relaxed_log_binom
 
 
 def _int_array(v, name: str, low: int) -> np.ndarray:
@@ -49,21 +48,12 @@ def _delta(delta) -> float:
     return delta
 
 
-def log_binom(T, k) -> np.ndarray:
-    """ln C(T, k) with lgamma (exact up to rounding; 0 at k = 0 and k = T)."""
-    T = _int_array(T, "T", 0)
-    k = _int_array(k, "k", 0)
-    if np.any(k > T):
-        raise ValueError(f"k: expected 0 <= k <= T, got k = {k.tolist()} and T = {T.tolist()}")
-    return gammaln(T + 1) - gammaln(k + 1) - gammaln(T - k + 1)
-
 
 def sparsity_factor(T, k, exact: bool = False) -> np.ndarray:
     """The routing combinatorics per unit of 2 d_N: k (1 + ln(T/k)) (relaxed), or ln C(T, k)."""
     T, k = _tk(T, k)
-    if exact:
-        return log_binom(T, k)
-    return k * (1.0 + np.log(T / k))
+    T, k = T.astype(np.int64), k.astype(np.int64)
+    return log_binom(T, k) if exact else relaxed_log_binom(T, k)
 
 
 def log_patterns(m, T, k, d_N, exact: bool = False) -> np.ndarray:
@@ -97,43 +87,8 @@ def sparse_moe_bound(m, T, k, d_N, lipschitz=1.0, rademacher=0.0, delta: float =
     return expert_term(lipschitz, rademacher) + routing_term(m, T, k, d_N, delta, exact)
 
 
-def linear_router_natarajan(d: int, T: int, bias: bool = True) -> int:
-    """d_N <= (d + 1) T (with a bias) or d T for a linear top-k router (SSBD Thm 29.7 applied to
-    the k-subset feature map x -> x 1_S^T; our reconstruction)."""
-    d = validate.integer(d, "d", low=1)
-    T = validate.integer(T, "T", low=1)
-    return (d + (1 if bias else 0)) * T
 
 
-def linear_rademacher_bound(B: float, radius: float, m) -> np.ndarray:
-    """R_m({x -> <w, x> : ||w||_2 <= B}) <= B radius / sqrt(m) when ||x||_2 <= radius."""
-    B = float(B)
-    radius = float(radius)
-    if not (math.isfinite(B) and B >= 0 and math.isfinite(radius) and radius >= 0):
-        raise ValueError(f"B, radius: expected finite numbers >= 0, got {B} and {radius}")
-    return B * radius / np.sqrt(_int_array(m, "m", 1))
-
-
-def linear_empirical_rademacher(x: np.ndarray, B: float) -> float:
-    """Closed-form upper bound (B / m) sqrt(sum_i ||x_i||^2) of the empirical Rademacher complexity
-    of {x -> <w, x> : ||w||_2 <= B} on the rows of x."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or not np.all(np.isfinite(x)):
-        raise ValueError(f"x: expected a finite (m, d) array with m >= 1, got shape {x.shape}")
-    return float(B) * float(np.sqrt((x ** 2).sum())) / x.shape[0]
-
-
-def linear_rademacher_mc(x: np.ndarray, B: float, n_draws: int,
-                         rng: np.random.Generator) -> tuple[float, float]:
-    """Monte Carlo estimate of the empirical Rademacher complexity of the same class,
-    (B / m) E_sigma ||sum_i sigma_i x_i||_2: (mean, standard error) over ``n_draws`` sign vectors."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"x: expected an (m, d) array with m >= 1, got shape {x.shape}")
-    n_draws = validate.integer(n_draws, "n_draws", low=2)
-    sigma = rng.choice(np.array([-1.0, 1.0]), size=(n_draws, x.shape[0]))
-    vals = float(B) * np.linalg.norm(sigma @ x, axis=1) / x.shape[0]
-    return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(n_draws))
 
 
 def conservative_expert_sum(x: np.ndarray, selected: np.ndarray, B: float, T: int) -> float:
@@ -154,12 +109,6 @@ def conservative_expert_sum(x: np.ndarray, selected: np.ndarray, B: float, T: in
     np.add.at(per_expert, selected.reshape(-1), np.repeat(sq, selected.shape[1]))
     return float(B) * float(np.sqrt(per_expert).sum()) / x.shape[0]
 
-
-def ramp_loss(margin, gamma: float) -> np.ndarray:
-    """The gamma-ramp loss of a margin y f(x): 1 for margin <= 0, 1 - margin/gamma on [0, gamma],
-    0 beyond; [0, 1]-valued and (1/gamma)-Lipschitz."""
-    gamma = validate.positive(gamma, "gamma")
-    return np.clip(1.0 - np.asarray(margin, dtype=np.float64) / gamma, 0.0, 1.0)
 
 
 def vacuity_m(T, k, d_N, delta: float = 0.05, exact: bool = False, level: float = 1.0,

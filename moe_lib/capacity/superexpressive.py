@@ -20,7 +20,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from moe_lib import validate
+from .. import validate
 
 
 def _base(base) -> int:

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from scipy.optimize import linprog
 
-from moe_lib import validate
+from .. import validate
 
 
 def vc_bound(L, n, J, W):

@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import validate
 from ..models.momlp import ConstantBank, MoMLP
+from ..models.routing import GridRouter
 from ..models.routing_tree import KDTreeRouter, cell_centres, unit_cube_points
 
 # ----------------------------------------------------------------------------- targets
@@ -234,7 +235,6 @@ def _router(n: int, N: int, router: str):
     validate.choice(router, "router", ("kd", "flat"))
     if router == "kd":
         return KDTreeRouter(n, N)
-    from moe_lib import GridRouter
     return GridRouter(n, N)
 
 

@@ -12,6 +12,7 @@ import torch
 from .. import validate
 from ..constructions import p1_lipschitz as pl
 from ..models import routing_tree as rt
+from ..models.routing import GridRouter
 
 # ----------------------------------------------------------------------------- P1-DEF
 
@@ -23,7 +24,6 @@ def routing_agreement(n: int, depth: int, n_uniform: int, per_face: int,
     Brute force (argmin over all K centres) costs K per point: it runs on a random subset of at
     most ``brute_budget / K`` points of each set (all of them when the budget allows).
     """
-    from moe_lib import GridRouter
     N = 2 ** validate.integer(depth, "depth", low=0)
     flat, tree, kd = GridRouter(n, N), rt.DyadicTreeRouter(n, depth), rt.KDTreeRouter(n, N)
     sets = {"uniform": torch.from_numpy(rng.random((n_uniform, n))),

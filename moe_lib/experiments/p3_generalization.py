@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import validate
-from ..capacity import bounds, spectral
+from ..capacity import bounds, rademacher, spectral
 from ..fitting.sweeps import by_value, sweep_axis, train_sweep
 from ..fitting.train import dataset_sampler
 from ..models.stacked import stacked_class_members
@@ -74,7 +74,7 @@ def _losses(stack, xs: list[torch.Tensor], ys: list[torch.Tensor], gamma: float)
             xin = x.to(stack.gate_w[0].dtype)[None].expand(stack.n_models, -1, -1)
             f = stack(xin)[s, :, 0].numpy()
             margin = f * y[:, 0].numpy()
-            ramp.append(float(bounds.ramp_loss(margin, gamma).mean()))
+            ramp.append(float(rademacher.ramp(margin, gamma).mean()))
             err.append(float((margin <= 0).mean()))
             idx, _ = stack.select(stack.scores(0, xin))
             sel.append(idx[s].numpy())
@@ -155,7 +155,7 @@ def gap_bounds(res: dict, gamma: float, delta: float, radius: float | None = Non
                 xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
                 if width == 0:
                     B = res["B"][c, i, j]
-                    ex = 4 / gamma * float(bounds.linear_rademacher_bound(B, radius, m))
+                    ex = 4 / gamma * rademacher.linear_l2_bound(B, radius, m)
                     cons = 4 / gamma * bounds.conservative_expert_sum(xt, res["selected"][c][s], B, T)
                 else:
                     ex = 4 * spectral.ramp_rademacher_bound(
