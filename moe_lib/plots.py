@@ -30,9 +30,11 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3
 
 
 def reference_slope(ax, x, y0: float, slope: float, label: str, **kw) -> None:
-    """Draw y = y0 (x / x[0])^slope on a log-log axis."""
+    """Draw y = y0 (x / x[0])^slope on a log-log axis (dashed gray unless ``kw`` says otherwise,
+    e.g. ``linestyle=":"``)."""
     x0 = x[0]
-    ax.plot(x, [y0 * (xi / x0) ** slope for xi in x], "--", color="gray", label=label, **kw)
+    style = {"linestyle": "--", "color": "gray", **kw}
+    ax.plot(x, [y0 * (xi / x0) ** slope for xi in x], label=label, **style)
 
 
 def rate_plot(ax, curves: dict, reference: dict | None = None, fit_slope: bool = True,

@@ -1,6 +1,7 @@
 """Analysis of measured numbers: rates and slopes, routing-path statistics.
 
-- ``rates``: ``loglog_slope`` (least-squares slope of log y on log x), ``one_sided_difference``
+- ``rates``: ``loglog_slope`` (least-squares slope of log y on log x), ``slope_interval`` (that
+  slope with its standard error and a t confidence interval), ``one_sided_difference``
   (finite differences for one-sided derivatives);
 - ``paths``: ``path_ids`` (one integer per routing path), ``n_distinct_paths``,
   ``task_path_counts``, ``path_purity``, ``task_purity``, ``group_purity``, ``is_bijection``.
@@ -17,9 +18,9 @@ from .paths import (
     task_path_counts,
     task_purity,
 )
-from .rates import loglog_slope, one_sided_difference
+from .rates import loglog_slope, one_sided_difference, slope_interval
 
 __all__ = [
     "group_purity", "is_bijection", "n_distinct_paths", "path_ids", "path_purity",
-    "task_path_counts", "task_purity", "loglog_slope", "one_sided_difference",
+    "task_path_counts", "task_purity", "loglog_slope", "one_sided_difference", "slope_interval",
 ]

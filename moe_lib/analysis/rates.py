@@ -24,6 +24,30 @@ def loglog_slope(x, y) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
+def slope_interval(x, y, level: float = 0.95) -> dict:
+    """Least-squares slope of log y on log x with its standard error and a two-sided ``level``
+    confidence interval (Student t with n - 2 degrees of freedom; needs >= 3 points).
+
+    Returns {"slope", "se", "low", "high", "t", "n"}: high = slope + t * se bounds the slope from
+    above at one-sided level (1 + level) / 2. The interval treats the residuals about the line
+    as independent noise, which is how the scatter of a width sweep around its power law is read.
+    """
+    from scipy import stats
+
+    slope = loglog_slope(x, y)
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    n = lx.size
+    if n < 3:
+        raise ValueError(f"expected >= 3 points for a slope interval, got {n}")
+    if not 0 < float(level) < 1:
+        raise ValueError(f"level: expected a probability in (0, 1), got {level}")
+    intercept = ly.mean() - slope * lx.mean()
+    resid = ly - (intercept + slope * lx)
+    se = float(np.sqrt(resid @ resid / (n - 2) / ((lx - lx.mean()) ** 2).sum()))
+    t = float(stats.t.ppf((1 + float(level)) / 2, n - 2))
+    return {"slope": slope, "se": se, "low": slope - t * se, "high": slope + t * se, "t": t, "n": n}
+
+
 def one_sided_difference(f: Callable[[torch.Tensor], torch.Tensor], t0: float, h, order: int,
                          side: str) -> torch.Tensor:
     """k-th one-sided difference quotient of f at t0, one value per step h.

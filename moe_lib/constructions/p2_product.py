@@ -10,7 +10,7 @@ Each factor comes with its own shallow construction (``moe_lib.constructions.p2_
 ``build_theorem_4_8``): a partition-of-unity net tau^(l) ~ rho^(l) and chart experts
 g_{l,i} o psi_{l,i}. ``build_product_moe`` rewires those pieces, unchanged, into one depth-2L
 ``DeepMoE`` whose state carries what later blocks still need (the carry mechanism and parameter
-roles of ``compositional``):
+roles of ``p2_compositional``):
 
 - state before block l: (x_l, ..., x_L, y_1, ..., y_{l-1});
 - layer 2l-1 (E identical experts, zero gate): copies the state and appends tau^(l)(x_l);
@@ -73,23 +73,35 @@ class TrigTarget:
 
 
 def circle_factors(L: int, E: int, D_factor: int, width: int, radius: float, seed: int = 0,
-                   offset: float = 0.3, **build_kw) -> list[p2s.ShallowConstruction]:
+                   offset: float = 0.3, reuse: Sequence[p2s.ShallowConstruction] | None = None,
+                   **build_kw) -> list[p2s.ShallowConstruction]:
     """L circles, circle l in R^{D_factor} under its own random rotation (seed + l), E arc charts
     at angles offset + 2 pi i / E, caps of chordal ``radius``, the target ``TrigTarget`` (the same
-    on every factor), each built by ``manifold.build_theorem_4_8`` (width m = ``width``) with the
-    same fitting seed: the factors differ only by their embedding."""
+    on every factor), each built by ``p2_shallow.build_theorem_4_8`` (width m = ``width``) with the
+    same fitting seed: the factors differ only by their embedding.
+
+    ``reuse``: factors built before with the same L, E, D_factor, radius, seed (any width); their
+    partition-of-unity nets and layers 1, which do not depend on m, are taken over instead of
+    refitted (the result is the same)."""
     L = validate.integer(L, "L", low=1)
     E = validate.integer(E, "E", low=2)
     radius = validate.positive(radius, "radius")
     if radius <= 2 * math.sin(math.pi / (2 * E)) or radius >= 2:
         raise ValueError(f"radius: expected 2 sin(pi/(2E)) = {2 * math.sin(math.pi / (2 * E)):.4g} "
                          f"< radius < 2 (caps that cover the circle), got {radius}")
+    if reuse is not None and (len(reuse) < L or any(con.radius != radius or con.n_experts != E
+                                                    or con.manifold.D != D_factor for con in reuse)):
+        raise ValueError(f"reuse: expected >= {L} factors with E = {E}, D_factor = {D_factor}, "
+                         f"radius = {radius}, got {len(reuse)} others")
     out = []
     for l in range(L):
         circle = geo.Sphere(1, D_factor, seed=seed + l)
         centres = circle.arc_centres(E, offset=offset)
+        kw = dict(build_kw)
+        if reuse is not None:
+            kw.update(partition=reuse[l].partition, layer1=reuse[l].network.layers[0])
         out.append(p2s.build_theorem_4_8((circle, centres, TrigTarget(circle)), radius, width,
-                                        seed=seed, **build_kw))
+                                        seed=seed, **kw))
     return out
 
 
@@ -266,3 +278,27 @@ def measure(pm: ProductMoE, x) -> dict:
     out["n_paths"] = int(np.unique(paths, axis=0).shape[0])
     out["output"], out["paths"], out["abs_error"] = y, paths, np.abs(y - target)
     return out
+
+
+def width_sweep(widths: Sequence[int], L: int, E: int, D_factor: int, radius: float, n: int,
+                rng: np.random.Generator, seed: int = 0,
+                reuse: Sequence[p2s.ShallowConstruction] | None = None, **build_kw) -> dict:
+    """Sup error of the depth-2L net against the expert width m (Thm 5.2's rate in m).
+
+    For every m in ``widths``: ``circle_factors(L, E, D_factor, m, radius, seed)``, the composed
+    ``build_product_moe``, and max |Psi - f| over all slots on ``n`` axis-covering points
+    (``axis_covering_angles``). Layer 1 (independent of m) is fitted once, or taken from
+    ``reuse`` (factors of ``circle_factors`` with the same L, E, D_factor, radius and seed).
+    Returns {"widths": [...], "error": [...]}, floats.
+    """
+    widths = [validate.integer(m, "widths[i]", low=1) for m in widths]
+    if len(widths) < 2:
+        raise ValueError(f"widths: expected at least 2 widths for a rate, got {widths}")
+    errors, first = [], reuse
+    for m in widths:
+        factors = circle_factors(L, E, D_factor, m, radius, seed=seed, reuse=first, **build_kw)
+        first = first or factors
+        net = build_product_moe(factors)
+        x, _ = axis_covering_angles(factors, n, rng)
+        errors.append(float(np.abs(net(x) - net.target(x)).max()))
+    return {"widths": widths, "error": errors}

@@ -66,7 +66,23 @@ def test_block_from_mlp_keeps_the_function():
         assert torch.equal(out[:, 0], x[:, 1])
 
 
+def test_width_sweep_error_is_the_worst_slot_error(factors):
+    rng = np.random.default_rng(0)
+    sw = p2p.width_sweep([8, 32], 2, 3, 5, 1.3, 256, rng, seed=4, **SMALL)
+    assert sw["widths"] == [8, 32] and len(sw["error"]) == 2
+    # the same construction by hand, on the same points, gives the same error
+    rng = np.random.default_rng(0)
+    net = p2p.build_product_moe(p2p.circle_factors(2, 3, 5, 8, 1.3, seed=4, **SMALL))
+    reused = p2p.build_product_moe(p2p.circle_factors(2, 3, 5, 8, 1.3, seed=4, reuse=factors, **SMALL))
+    x0 = p2p.axis_covering_angles(net.factors, 64, np.random.default_rng(1))[0]
+    assert np.array_equal(net(x0), reused(x0))          # layer 1 does not depend on m
+    x, _ = p2p.axis_covering_angles(net.factors, 256, rng)
+    assert sw["error"][0] == pytest.approx(float(np.abs(net(x) - net.target(x)).max()), abs=1e-14)
+
+
 @pytest.mark.parametrize("call, match", [
+    (lambda f: p2p.width_sweep([8], 1, 3, 5, 1.3, 16, np.random.default_rng(0)), "at least 2 widths"),
+    (lambda f: p2p.circle_factors(2, 3, 5, 8, 1.0, seed=4, reuse=f), "reuse: expected"),
     (lambda f: p2p.build_product_moe([]), "at least one shallow construction"),
     (lambda f: p2p.build_product_moe([f[0], "x"]), "expected a 3-layer ShallowConstruction"),
     (lambda f: p2p.circle_factors(1, 4, 5, 8, 0.5), "radius: expected"),
