@@ -202,7 +202,7 @@ def search_shattered(T: int, k: int, d: int, bias: bool, n_max: int, tries: int,
     return {"found": found, "witness": witness, "lps": lps, "successes": per_n}
 
 
-def dn_bound_catalogue(d: int, T: int, bias: bool = True) -> int:
+def dn_bound_dT(d: int, T: int, bias: bool = True) -> int:
     """The linear-multiclass bound d_N <= dim Psi: (d+1) T with a bias, d T without (SSBD Thm 29.7)."""
     d = validate.integer(d, "d", low=1)
     T = validate.integer(T, "T", low=1)

@@ -66,7 +66,7 @@ def test_search_finds_the_exact_binary_dimension_and_respects_bounds():
     X, f0, f1 = r["witness"]
     assert nt.is_n_shattered(X, f0, f1)[0]
     r = nt.search_shattered(3, 1, 2, True, 7, 6, rng)
-    assert 3 <= r["found"] <= nt.dn_bound_sharp(2, 3) <= nt.dn_bound_catalogue(2, 3)
+    assert 3 <= r["found"] <= nt.dn_bound_sharp(2, 3) <= nt.dn_bound_dT(2, 3)
 
 
 def test_candidates_differ_everywhere_and_are_realisable():
@@ -78,7 +78,7 @@ def test_candidates_differ_everywhere_and_are_realisable():
 
 
 def test_bounds_by_hand():
-    assert nt.dn_bound_catalogue(2, 4) == 12 and nt.dn_bound_catalogue(2, 4, bias=False) == 8
+    assert nt.dn_bound_dT(2, 4) == 12 and nt.dn_bound_dT(2, 4, bias=False) == 8
     assert nt.dn_bound_sharp(2, 2) == 3 and nt.dn_bound_sharp(2, 4, bias=False) == 6
     assert nt.log_natarajan_lemma_bound(10, 3, 2) == pytest.approx(2 * math.log(10) + 4 * math.log(3))
 
