@@ -25,6 +25,8 @@ from . import natarajan
 
 def _counts(x, name: str, low: int = 0) -> np.ndarray:
     a = np.asarray(x)
+    if a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all():
+        a = a.astype(np.int64)   # integer-valued floats (e.g. grids built with numpy) are counts too
     if a.dtype.kind not in "iu" or (a.size and a.min() < low):
         raise ValueError(f"{name}: expected integers >= {low}, got {a.dtype} values {np.ravel(a)[:5]}")
     return a.astype(np.int64)

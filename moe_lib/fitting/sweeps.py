@@ -49,10 +49,12 @@ def dense_width(active: int, d_in: int, d_out: int = 1) -> int:
 
 def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequence,
                 seeds: Sequence[int], sampler, test, steps: int, lr: float = 1e-3,
-                batch_size: int = 128, data_seed_offset: int = 1000, desc: str = "") -> dict:
+                batch_size: int = 128, data_seed_offset: int = 1000, desc: str = "",
+                lr_final: float | None = None) -> dict:
     """Train one stack ``build(value, seeds)`` per sweep value (S = len(seeds) models each) with
     ``moe_lib.fitting.train.fit``; model seed s draws its minibatches with data seed
     s + data_seed_offset, the same stream for every value (common random numbers across the sweep).
+    ``lr_final``: see ``fit`` (None, the default, keeps the learning rate constant).
 
     ``sampler`` (a ``moe_lib.fitting.train`` sampler) and ``test`` (a pair x, y) are either one
     object for every value or a dict {value: object} (e.g. inputs of a different size per value).
@@ -84,7 +86,7 @@ def train_sweep(build: Callable[[object, list[int]], StackedMoE], values: Sequen
             raise ValueError(f"build({v!r}, seeds): expected a stack of {len(seeds)} models, "
                              f"got {stack.n_models}")
         result = fit(stack, _per_seed_sampler(smp, data_seeds), steps, batch_size=batch_size,
-                     lr=lr, seeds=data_seeds, desc=f"{desc} {v}".strip())
+                     lr=lr, seeds=data_seeds, desc=f"{desc} {v}".strip(), lr_final=lr_final)
         out["mse"].append(_per_seed_mse(stack, x_test, y_test, len(seeds)))
         out["final_train"].append(result.final(min(100, result.steps)))
         out["stacks"].append(stack)

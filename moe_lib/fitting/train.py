@@ -22,6 +22,7 @@ together is the same as training each alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ def _dtype(model: nn.Module) -> torch.dtype:
 def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, lr: float = 1e-3,
         seeds: Sequence[int] | None = None, target_loss: float | None = None,
         patience: int | None = None, window: int = 50, threads: int | None = 1,
-        desc: str = "fit") -> FitResult:
+        desc: str = "fit", lr_final: float | None = None) -> FitResult:
     """Train ``model`` in place with Adam (``lr``, default betas, fused kernel) on the square loss.
 
     Parameters
@@ -96,6 +97,8 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
         many steps.
     threads : ``torch.set_num_threads(threads)`` before training (None leaves it as is). One
         thread is fastest for these small tensors on a busy machine.
+    lr_final : None (constant ``lr``) or the learning rate of the last step of a cosine decay:
+        step k (0-based) uses lr_final + (lr - lr_final) (1 + cos(pi k / steps)) / 2.
 
     Returns a ``FitResult`` with the loss history. Raises ValueError on bad arguments, and if the
     loss becomes NaN or infinite (saying at which step).
@@ -104,6 +107,8 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
     batch_size = validate.integer(batch_size, "batch_size", low=1)
     lr = validate.positive(lr, "lr")
     window = validate.integer(window, "window", low=1)
+    if lr_final is not None:
+        lr_final = validate.positive(lr_final, "lr_final")
     if threads is not None:
         torch.set_num_threads(validate.integer(threads, "threads", low=1))
     if target_loss is not None:
@@ -128,6 +133,9 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
     done = 0
     model.train()
     for step in progress(range(steps), desc=desc, total=steps):
+        if lr_final is not None:
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, steps, lr, lr_final)
         x, y = _batch(sampler, batch_size, gens, stacked, dtype)
         pred = model(x)
         if pred.shape != y.shape:
@@ -157,6 +165,12 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
                     break
     model.eval()
     return FitResult(history[:done].copy(), done, stopped)
+
+
+def cosine_lr(step: int, steps: int, lr: float, lr_final: float) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps`` under a cosine decay from ``lr``
+    (step 0) towards ``lr_final`` (reached after the last step)."""
+    return lr_final + (lr - lr_final) * (1 + math.cos(math.pi * step / steps)) / 2
 
 
 @torch.no_grad()

@@ -113,3 +113,22 @@ def test_bad_arguments_raise_clear_errors():
         mse(stack, torch.zeros(5, 2), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="same positive number of rows"):
         dataset_sampler(torch.zeros(5, 2), torch.zeros(4, 1))
+
+
+def test_cosine_decay_of_the_learning_rate():
+    from moe_lib.fitting.train import cosine_lr
+
+    assert cosine_lr(0, 100, 1e-2, 1e-4) == pytest.approx(1e-2)
+    assert cosine_lr(50, 100, 1e-2, 1e-4) == pytest.approx((1e-2 + 1e-4) / 2)
+    assert cosine_lr(100, 100, 1e-2, 1e-4) == pytest.approx(1e-4)
+    # lr_final = lr is the constant schedule: the same run as without lr_final
+    runs = []
+    for kw in ({}, {"lr_final": 1e-3}):
+        stack = stacked_class_members([2, 2], 2, 8, [0, 1])
+        runs.append(fit(stack, SAMPLER, steps=30, lr=1e-3, **kw).history)
+    assert np.allclose(runs[0], runs[1], rtol=1e-12, atol=0)
+    decayed = fit(stacked_class_members([2, 2], 2, 8, [0, 1]), SAMPLER, steps=30, lr=1e-3,
+                  lr_final=1e-5).history
+    assert not np.allclose(runs[0], decayed)
+    with pytest.raises(ValueError, match="lr_final"):
+        fit(stacked_class_members([2, 2], 2, 8, [0]), SAMPLER, steps=3, lr_final=-1.0)
