@@ -5,7 +5,8 @@
 - Thm 4.4 (atlas): ``atlas_problem(name, D, seed, radii)``: a manifold, its cap centres, cap radius
   and covering radius; ``ChartPullback``: t -> g((lift_c(t) - p) . v), f o phi^{-1} on a circle;
 - Ex 4.6 (linear charts): ``arcs_needed`` (fewest equal arcs whose caps of a given angle cover a
-  sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded);
+  sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded),
+  ``audit_curve_cover`` (re-measures a chart cover: fraction covered, worst lower Lipschitz constant);
 - Def 4.7 (regular atlas): ``stereo_problem``: a circle in R^D, its stereographic chart at one
   point and train / validation / test points on an arc around it.
 """
@@ -84,6 +85,30 @@ def ellipse(b: float, n_curve: int, Q: torch.Tensor) -> tuple[torch.Tensor, torc
     tangent = torch.stack([-torch.sin(t), b * torch.cos(t)], dim=1)
     tangent = tangent / torch.linalg.vector_norm(tangent, dim=1, keepdim=True)
     return x @ Q.T, (tangent @ Q.T)[:, None, :]
+
+
+def audit_curve_cover(x: torch.Tensor, bases: torch.Tensor, cover: dict) -> dict:
+    """Check a cover of sampled curve points x (N, D) by ball charts, independently of how it was
+    built: ``cover`` has "centres" (sample indices) and "radii"; ``bases`` (N, d, D) holds the
+    tangent basis at each sample. Returns {"covered": fraction of samples in some open ball
+    B(x_c, r_c), "min_ell": the smallest lower Lipschitz constant of the tangent projection
+    x -> (x - x_c) A_c^T over the samples in its ball, "n_charts"}."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    bases = validate.tensor(bases, "bases", ndim=3, last=x.shape[1]).to(DTYPE)
+    if bases.shape[0] != x.shape[0]:
+        raise ValueError(f"bases: expected one basis per point ({x.shape[0]}), got {bases.shape[0]}")
+    if len(cover["centres"]) != len(cover["radii"]) or not cover["centres"]:
+        raise ValueError(f"cover: expected as many radii as centres (at least one), got "
+                         f"{len(cover['centres'])} centres and {len(cover['radii'])} radii")
+    covered = torch.zeros(x.shape[0], dtype=torch.bool)
+    ells = []
+    for c, r in zip(cover["centres"], cover["radii"]):
+        inside = torch.linalg.vector_norm(x - x[c], dim=1) < r
+        covered |= inside
+        pts = x[inside]
+        ells.append(geo.lower_lipschitz(pts, (pts - x[c]) @ bases[c].T))
+    return {"covered": float(covered.double().mean()), "min_ell": min(ells),
+            "n_charts": len(cover["centres"])}
 
 
 def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: int,
