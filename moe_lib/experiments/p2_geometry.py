@@ -8,7 +8,8 @@
   sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded),
   ``audit_curve_cover`` (re-measures a chart cover: fraction covered, worst lower Lipschitz constant);
 - Def 4.7 (regular atlas): ``stereo_problem``: a circle in R^D, its stereographic chart at one
-  point and train / validation / test points on an arc around it.
+  point and train / validation / test points on an arc around it; ``slope_spread_test``: are
+  mean slopes (over repeated draws) equal across D? (Tukey's studentized range).
 """
 
 from __future__ import annotations
@@ -129,3 +130,31 @@ def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: in
 
     x, x_val, x_test = arc(n_train), arc(n_val), arc(n_test)
     return circle, (x, s(x), x_val, s(x_val), x_test, s(x_test))
+
+
+def slope_spread_test(slopes: dict, level: float = 0.95) -> dict:
+    """Spread of the mean slopes across groups (e.g. ambient dimensions), each a list of per-draw
+    slopes of equal length n >= 2, against Tukey's studentized-range allowance: under "all groups
+    have the same mean", max - min of the k means exceeds q_level(k, k (n - 1)) s_p / sqrt(n) with
+    probability 1 - level, s_p the pooled per-draw standard deviation.
+
+    Returns {"means", "spread", "allowance", "q", "pooled_sd"}.
+    """
+    from scipy.stats import studentized_range
+
+    if len(slopes) < 2:
+        raise ValueError(f"slopes: expected at least two groups, got {len(slopes)}")
+    rows = {key: torch.as_tensor(v, dtype=DTYPE).reshape(-1) for key, v in slopes.items()}
+    n = {r.numel() for r in rows.values()}
+    if len(n) != 1 or min(n) < 2:
+        raise ValueError(f"slopes: expected the same number (>= 2) of draws per group, got "
+                         f"{sorted(r.numel() for r in rows.values())}")
+    n, k = n.pop(), len(rows)
+    level = validate.positive(level, "level")
+    if not level < 1:
+        raise ValueError(f"level: expected a probability in (0, 1), got {level}")
+    means = {key: float(r.mean()) for key, r in rows.items()}
+    pooled = math.sqrt(sum(float(r.var()) for r in rows.values()) / k)
+    q = float(studentized_range.ppf(level, k, k * (n - 1)))
+    return {"means": means, "spread": max(means.values()) - min(means.values()),
+            "allowance": q * pooled / math.sqrt(n), "q": q, "pooled_sd": pooled}
