@@ -9,11 +9,14 @@
   ``audit_curve_cover`` (re-measures a chart cover: fraction covered, worst lower Lipschitz constant);
 - Def 4.7 (regular atlas): ``stereo_problem``: a circle in R^D, its stereographic chart at one
   point and train / validation / test points on an arc around it; ``slope_spread_test``: are
-  mean slopes (over repeated draws) equal across D? (Tukey's studentized range).
+  mean slopes (over repeated draws) equal across D? (Tukey's studentized range);
+  ``slope_with_se`` (least-squares log-log slope and its standard error), ``range_allowance``
+  (the studentized-range allowance for the spread of k estimates with known standard errors).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -103,7 +106,7 @@ def audit_curve_cover(x: torch.Tensor, bases: torch.Tensor, cover: dict) -> dict
                          f"{len(cover['centres'])} centres and {len(cover['radii'])} radii")
     covered = torch.zeros(x.shape[0], dtype=torch.bool)
     ells = []
-    for c, r in zip(cover["centres"], cover["radii"]):
+    for c, r in zip(cover["centres"], cover["radii"], strict=True):
         inside = torch.linalg.vector_norm(x - x[c], dim=1) < r
         covered |= inside
         pts = x[inside]
@@ -140,8 +143,6 @@ def slope_spread_test(slopes: dict, level: float = 0.95) -> dict:
 
     Returns {"means", "spread", "allowance", "q", "pooled_sd"}.
     """
-    from scipy.stats import studentized_range
-
     if len(slopes) < 2:
         raise ValueError(f"slopes: expected at least two groups, got {len(slopes)}")
     rows = {key: torch.as_tensor(v, dtype=DTYPE).reshape(-1) for key, v in slopes.items()}
@@ -155,6 +156,40 @@ def slope_spread_test(slopes: dict, level: float = 0.95) -> dict:
         raise ValueError(f"level: expected a probability in (0, 1), got {level}")
     means = {key: float(r.mean()) for key, r in rows.items()}
     pooled = math.sqrt(sum(float(r.var()) for r in rows.values()) / k)
-    q = float(studentized_range.ppf(level, k, k * (n - 1)))
+    allowance, q = range_allowance([pooled / math.sqrt(n)] * k, k * (n - 1), level)
     return {"means": means, "spread": max(means.values()) - min(means.values()),
-            "allowance": q * pooled / math.sqrt(n), "q": q, "pooled_sd": pooled}
+            "allowance": allowance, "q": q, "pooled_sd": pooled}
+
+
+def range_allowance(ses, df: int, level: float = 0.95) -> tuple[float, float]:
+    """(q_level(k, df) * sqrt(mean se^2), q): the spread (max - min) that k independent estimates
+    of one value, with standard errors ``ses`` on ``df`` degrees of freedom in all, exceed with
+    probability 1 - level (Tukey's studentized range)."""
+    ses = [float(v) for v in ses]
+    if len(ses) < 2 or not all(math.isfinite(v) and v >= 0 for v in ses):
+        raise ValueError(f"ses: expected at least two finite standard errors >= 0, got {ses}")
+    df = validate.integer(df, "df", low=1)
+    q = _studentized_range_quantile(float(level), len(ses), df)
+    return q * math.sqrt(sum(v * v for v in ses) / len(ses)), q
+
+
+@functools.lru_cache(maxsize=64)
+def _studentized_range_quantile(level: float, k: int, df: int) -> float:
+    from scipy.stats import studentized_range  # slow to import: only when a test is run
+
+    return float(studentized_range.ppf(level, k, df))
+
+
+def slope_with_se(x, y) -> tuple[float, float]:
+    """Least-squares slope of log y on log x and its standard error (residual variance on
+    n - 2 degrees of freedom); needs n >= 3 points."""
+    lx = torch.log(torch.as_tensor(x, dtype=DTYPE).reshape(-1))
+    ly = torch.log(torch.as_tensor(y, dtype=DTYPE).reshape(-1))
+    if lx.numel() != ly.numel() or lx.numel() < 3:
+        raise ValueError(f"x, y: expected the same number (>= 3) of points, got {lx.numel()} "
+                         f"and {ly.numel()}")
+    cx = lx - lx.mean()
+    slope = float((cx * (ly - ly.mean())).sum() / (cx * cx).sum())
+    resid = ly - ly.mean() - slope * cx
+    se = math.sqrt(float((resid * resid).sum()) / (lx.numel() - 2) / float((cx * cx).sum()))
+    return slope, se

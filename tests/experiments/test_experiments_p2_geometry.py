@@ -86,13 +86,32 @@ def test_stereo_problem_targets_are_tan_half_angle():
 
 def test_slope_spread_test_passes_equal_groups_and_flags_a_shift():
     gen = torch.Generator().manual_seed(0)
-    same = {D: (-1.5 + 0.1 * torch.randn(8, generator=gen, dtype=torch.float64)).tolist() for D in (8, 32, 128)}
+    same = {D: (-1.5 + 0.1 * torch.randn(8, generator=gen, dtype=torch.float64)).tolist()
+            for D in (8, 32, 128)}
     res = x2g.slope_spread_test(same)
     assert res["spread"] <= res["allowance"]
-    assert res["q"] == pytest.approx(3.566, abs=0.01)   # q_0.95(3, 21): tables give 3.578 (df 20), 3.532 (df 24)
+    assert res["q"] == pytest.approx(3.566, abs=0.01)   # q_0.95(3, 21): tables 3.578 (df 20), 3.532 (df 24)
     shifted = dict(same)
     shifted[128] = [v + 1.0 for v in same[128]]
     res = x2g.slope_spread_test(shifted)
     assert res["spread"] > res["allowance"]
     with pytest.raises(ValueError, match="slopes"):
         x2g.slope_spread_test({8: [1.0, 2.0], 32: [1.0]})
+
+
+def test_slope_with_se_exact_power_law_and_noisy():
+    x = [16, 32, 64, 128]
+    slope, se = x2g.slope_with_se(x, [v ** -0.5 for v in x])
+    assert slope == pytest.approx(-0.5) and se == pytest.approx(0.0, abs=1e-12)
+    slope, se = x2g.slope_with_se(x, [1.0, 0.5, 0.3, 0.1])
+    assert slope < 0 and se > 0
+    with pytest.raises(ValueError, match="points"):
+        x2g.slope_with_se([1, 2], [1, 2])
+
+
+def test_range_allowance_scales_with_the_standard_errors():
+    a, q = x2g.range_allowance([0.1, 0.1, 0.1], df=6)
+    assert q == pytest.approx(4.34, abs=0.01)     # q_0.95(3, 6), tables
+    assert a == pytest.approx(q * 0.1)
+    with pytest.raises(ValueError, match="ses"):
+        x2g.range_allowance([0.1], df=6)
