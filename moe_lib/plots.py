@@ -30,11 +30,13 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3
 
 
 def reference_slope(ax, x, y0: float, slope: float, label: str, **kw) -> None:
-    """Draw y = y0 (x / x[0])^slope on a log-log axis (dashed gray unless ``kw`` says otherwise,
-    e.g. ``linestyle=":"``)."""
+    """Draw y = y0 (x / x[0])^slope on a log-log axis: dashed gray unless ``kw`` sets
+    ``linestyle`` (or ``ls``) and ``color``, which are passed once (no format-string clash)."""
     x0 = x[0]
-    style = {"linestyle": "--", "color": "gray", **kw}
-    ax.plot(x, [y0 * (xi / x0) ** slope for xi in x], label=label, **style)
+    if "ls" not in kw:
+        kw.setdefault("linestyle", "--")
+    kw.setdefault("color", "gray")
+    ax.plot(x, [y0 * (xi / x0) ** slope for xi in x], label=label, **kw)
 
 
 def rate_plot(ax, curves: dict, reference: dict | None = None, fit_slope: bool = True,

@@ -5,13 +5,18 @@
 - Thm 4.4 (atlas): ``atlas_problem(name, D, seed, radii)``: a manifold, its cap centres, cap radius
   and covering radius; ``ChartPullback``: t -> g((lift_c(t) - p) . v), f o phi^{-1} on a circle;
 - Ex 4.6 (linear charts): ``arcs_needed`` (fewest equal arcs whose caps of a given angle cover a
-  sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded);
+  sampled circle), ``ellipse`` (points and unit tangents of (cos t, b sin t), embedded),
+  ``audit_curve_cover`` (re-measures a chart cover: fraction covered, worst lower Lipschitz constant);
 - Def 4.7 (regular atlas): ``stereo_problem``: a circle in R^D, its stereographic chart at one
-  point and train / validation / test points on an arc around it.
+  point and train / validation / test points on an arc around it; ``slope_spread_test``: are
+  mean slopes (over repeated draws) equal across D? (Tukey's studentized range);
+  ``slope_with_se`` (least-squares log-log slope and its standard error), ``range_allowance``
+  (the studentized-range allowance for the spread of k estimates with known standard errors).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -86,6 +91,30 @@ def ellipse(b: float, n_curve: int, Q: torch.Tensor) -> tuple[torch.Tensor, torc
     return x @ Q.T, (tangent @ Q.T)[:, None, :]
 
 
+def audit_curve_cover(x: torch.Tensor, bases: torch.Tensor, cover: dict) -> dict:
+    """Check a cover of sampled curve points x (N, D) by ball charts, independently of how it was
+    built: ``cover`` has "centres" (sample indices) and "radii"; ``bases`` (N, d, D) holds the
+    tangent basis at each sample. Returns {"covered": fraction of samples in some open ball
+    B(x_c, r_c), "min_ell": the smallest lower Lipschitz constant of the tangent projection
+    x -> (x - x_c) A_c^T over the samples in its ball, "n_charts"}."""
+    x = validate.tensor(x, "x", ndim=2).to(DTYPE)
+    bases = validate.tensor(bases, "bases", ndim=3, last=x.shape[1]).to(DTYPE)
+    if bases.shape[0] != x.shape[0]:
+        raise ValueError(f"bases: expected one basis per point ({x.shape[0]}), got {bases.shape[0]}")
+    if len(cover["centres"]) != len(cover["radii"]) or not cover["centres"]:
+        raise ValueError(f"cover: expected as many radii as centres (at least one), got "
+                         f"{len(cover['centres'])} centres and {len(cover['radii'])} radii")
+    covered = torch.zeros(x.shape[0], dtype=torch.bool)
+    ells = []
+    for c, r in zip(cover["centres"], cover["radii"], strict=True):
+        inside = torch.linalg.vector_norm(x - x[c], dim=1) < r
+        covered |= inside
+        pts = x[inside]
+        ells.append(geo.lower_lipschitz(pts, (pts - x[c]) @ bases[c].T))
+    return {"covered": float(covered.double().mean()), "min_ell": min(ells),
+            "n_charts": len(cover["centres"])}
+
+
 def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: int,
                    n_test: int) -> tuple:
     """Circle in R^D, the stereographic chart s at c, and train/validation/test points on the arc
@@ -104,3 +133,63 @@ def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: in
 
     x, x_val, x_test = arc(n_train), arc(n_val), arc(n_test)
     return circle, (x, s(x), x_val, s(x_val), x_test, s(x_test))
+
+
+def slope_spread_test(slopes: dict, level: float = 0.95) -> dict:
+    """Spread of the mean slopes across groups (e.g. ambient dimensions), each a list of per-draw
+    slopes of equal length n >= 2, against Tukey's studentized-range allowance: under "all groups
+    have the same mean", max - min of the k means exceeds q_level(k, k (n - 1)) s_p / sqrt(n) with
+    probability 1 - level, s_p the pooled per-draw standard deviation.
+
+    Returns {"means", "spread", "allowance", "q", "pooled_sd"}.
+    """
+    if len(slopes) < 2:
+        raise ValueError(f"slopes: expected at least two groups, got {len(slopes)}")
+    rows = {key: torch.as_tensor(v, dtype=DTYPE).reshape(-1) for key, v in slopes.items()}
+    n = {r.numel() for r in rows.values()}
+    if len(n) != 1 or min(n) < 2:
+        raise ValueError(f"slopes: expected the same number (>= 2) of draws per group, got "
+                         f"{sorted(r.numel() for r in rows.values())}")
+    n, k = n.pop(), len(rows)
+    level = validate.positive(level, "level")
+    if not level < 1:
+        raise ValueError(f"level: expected a probability in (0, 1), got {level}")
+    means = {key: float(r.mean()) for key, r in rows.items()}
+    pooled = math.sqrt(sum(float(r.var()) for r in rows.values()) / k)
+    allowance, q = range_allowance([pooled / math.sqrt(n)] * k, k * (n - 1), level)
+    return {"means": means, "spread": max(means.values()) - min(means.values()),
+            "allowance": allowance, "q": q, "pooled_sd": pooled}
+
+
+def range_allowance(ses, df: int, level: float = 0.95) -> tuple[float, float]:
+    """(q_level(k, df) * sqrt(mean se^2), q): the spread (max - min) that k independent estimates
+    of one value, with standard errors ``ses`` on ``df`` degrees of freedom in all, exceed with
+    probability 1 - level (Tukey's studentized range)."""
+    ses = [float(v) for v in ses]
+    if len(ses) < 2 or not all(math.isfinite(v) and v >= 0 for v in ses):
+        raise ValueError(f"ses: expected at least two finite standard errors >= 0, got {ses}")
+    df = validate.integer(df, "df", low=1)
+    q = _studentized_range_quantile(float(level), len(ses), df)
+    return q * math.sqrt(sum(v * v for v in ses) / len(ses)), q
+
+
+@functools.lru_cache(maxsize=64)
+def _studentized_range_quantile(level: float, k: int, df: int) -> float:
+    from scipy.stats import studentized_range  # slow to import: only when a test is run
+
+    return float(studentized_range.ppf(level, k, df))
+
+
+def slope_with_se(x, y) -> tuple[float, float]:
+    """Least-squares slope of log y on log x and its standard error (residual variance on
+    n - 2 degrees of freedom); needs n >= 3 points."""
+    lx = torch.log(torch.as_tensor(x, dtype=DTYPE).reshape(-1))
+    ly = torch.log(torch.as_tensor(y, dtype=DTYPE).reshape(-1))
+    if lx.numel() != ly.numel() or lx.numel() < 3:
+        raise ValueError(f"x, y: expected the same number (>= 3) of points, got {lx.numel()} "
+                         f"and {ly.numel()}")
+    cx = lx - lx.mean()
+    slope = float((cx * (ly - ly.mean())).sum() / (cx * cx).sum())
+    resid = ly - ly.mean() - slope * cx
+    se = math.sqrt(float((resid * resid).sum()) / (lx.numel() - 2) / float((cx * cx).sum()))
+    return slope, se

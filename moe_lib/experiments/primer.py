@@ -1,5 +1,6 @@
 """Facts about one MoE layer that the primer chapter measures: exactness of top-1 routing, sparse
-versus dense dispatch, stored versus active parameters, forward time as E grows."""
+versus dense dispatch, stored versus active parameters, what one input touches (measured by its
+gradient), forward time as E grows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 import torch
 
+from .. import validate
 from ..models.experts import MLP, mlp_param_count
 from ..models.moe import MoE, moe_class_member
 from ..models.routing import TopKGate
@@ -75,7 +77,7 @@ def class_counts(n_layers: int, n_experts: int, depth: int, width: int, d: int) 
 
 
 def time_forward(E_grid, d: int, width: int, n_tokens: int, repeats: int = 3,
-                 threads: int = 2) -> dict[str, list[float]]:
+                 threads: int = 1) -> dict[str, list[float]]:
     """Median seconds of one K = 1 forward pass, sparse dispatch and dense reference, per E."""
     torch.set_num_threads(threads)
     out = {"sparse": [], "dense": []}
@@ -92,3 +94,44 @@ def time_forward(E_grid, d: int, width: int, n_tokens: int, repeats: int = 3,
                     runs.append(time.perf_counter() - t0)
                 out[name].append(statistics.median(runs))
     return out
+
+
+def touched_by_gradient(layer: MoE, x: torch.Tensor) -> dict[str, list[int]]:
+    """What each input touches, measured: one backward pass of sum(layer(x_i)) per row x_i.
+
+    Per row: ``experts`` = how many experts receive a nonzero gradient somewhere, ``expert_params``
+    = how many expert parameters have a nonzero gradient, ``gate_params`` = the same for the gate.
+    An expert that did not run on x_i gets no gradient at all; a ReLU unit that is off on x_i gets
+    a zero gradient too, so ``expert_params`` can fall below K P_exp, never above it.
+    """
+    x = validate.tensor(x, "x", ndim=2, last=layer.d_in)
+    out = {"experts": [], "expert_params": [], "gate_params": []}
+
+    def nonzero(params) -> int:
+        return sum(int((p.grad != 0).sum()) for p in params if p.grad is not None)
+
+    for i in range(x.shape[0]):
+        layer.zero_grad(set_to_none=True)
+        layer(x[i:i + 1]).sum().backward()
+        per_expert = [nonzero(f.parameters()) for f in layer.experts]
+        out["experts"].append(sum(1 for c in per_expert if c > 0))
+        out["expert_params"].append(sum(per_expert))
+        out["gate_params"].append(nonzero(layer.router.parameters()))
+    layer.zero_grad(set_to_none=True)
+    return out
+
+
+def touched_sweep(E_grid, d_in: int, width: int, k: int, n_inputs: int, depth: int = 2) -> list[dict]:
+    """For each E: the largest and smallest number of experts an input touches (gradient nonzero),
+    the largest number of expert and gate parameters it touches, and the bounds K P_exp, K d_in.
+    Values of E below k are skipped (a layer cannot route to more experts than it has)."""
+    p_exp = mlp_param_count(d_in, 1, width, depth)
+    x = torch.randn(n_inputs, d_in, dtype=torch.float64)
+    rows = []
+    for E in (E for E in E_grid if E >= k):
+        kk = k
+        t = touched_by_gradient(random_layer(d_in, E, width, k=kk, depth=depth), x)
+        rows.append({"E": E, "k": kk, "experts_max": max(t["experts"]), "experts_min": min(t["experts"]),
+                     "expert_params_max": max(t["expert_params"]), "gate_params_max": max(t["gate_params"]),
+                     "expert_bound": kk * p_exp, "gate_bound": kk * d_in})
+    return rows

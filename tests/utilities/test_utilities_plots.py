@@ -25,3 +25,16 @@ def test_paper_vs_ours_rows_and_markdown():
     rows, md = ml.plots.paper_vs_ours({"slope": (-2.0, -1.0), "count": (None, 3)})
     assert rows[0]["ratio"] == 0.5 and rows[1]["ratio"] is None
     assert md.splitlines()[2] == "| slope | -2 | -1 | 0.5 |"
+
+
+def test_reference_slope_takes_linestyle_and_colour_without_warning():
+    import warnings
+
+    fig, ax = ml.plots.figure()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ml.plots.reference_slope(ax, [1, 2, 4], 1.0, -2.0, "ref", linestyle=":", color="red")
+        ml.plots.reference_slope(ax, [1, 2, 4], 1.0, -1.0, "ref2")
+    a, b = ax.get_lines()
+    assert a.get_linestyle() == ":" and a.get_color() == "red" and b.get_linestyle() == "--"
+    assert math.isclose(a.get_ydata()[-1], 4.0 ** -2)
