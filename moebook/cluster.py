@@ -49,8 +49,7 @@ def connect(jobs: int | None, scheduler: str | None) -> Cluster:
     except ImportError as e:
         raise UsageError(f"--jobs and --scheduler need dask and distributed ({e}); "
                          "install them from requirements.lock") from None
-    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                     "distributed.worker.daemon": False})
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
     if jobs is not None:
         local = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=":0", memory_limit=0,

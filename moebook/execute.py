@@ -152,6 +152,8 @@ def summary(results: list[Result]) -> str:
         secs = f"{r.seconds:7.1f}" if r.status != "cached" else f"{'-':>7}"
         note = (f"ran in {r.ran_seconds:.1f} s" if r.status == "cached"
                 else r.error if r.status == "FAILED" else "")
+        if r.notebook is not None and r.notebook.parent.parent == paths.RUNS:
+            note = f"{note}; " * bool(note) + f"in {r.notebook}"
         lines.append(f"{r.chapter.id:<{width}}  {r.status:<6}  {secs}  {note}".rstrip())
     return "\n".join(lines)
 

@@ -200,9 +200,16 @@ def execute(job: dict) -> dict:
                     "error": f"worker {host} has other package versions than the client: "
                              + "; ".join(diff[:5]) + ("; ..." if len(diff) > 5 else "")}
     _announce(job, "running")
-    work = Path(tempfile.mkdtemp(prefix="moebook-"))
+    try:
+        work = Path(tempfile.mkdtemp(prefix="moebook-"))
+    except OSError as e:
+        return {"status": "FAILED", "seconds": 0.0, "notebook": None, "claims": [], "host": host,
+                "error": f"cannot make a temporary folder on {host} ({e.strerror or e})"}
     try:
         return _execute_in(work, job, host)
+    except OSError as e:  # e.g. a full /tmp while writing the inputs
+        return {"status": "FAILED", "seconds": 0.0, "notebook": None, "claims": [], "host": host,
+                "error": f"cannot run the chapter on {host}: {e.strerror or e}"}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -183,6 +183,9 @@ def sweep(folders: list[Path]) -> list[Path]:
             continue
         for pattern in LEFTOVERS:
             for p in folder.rglob(pattern):
-                p.unlink(missing_ok=True)
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError:  # a read-only folder: the next run that can write removes it
+                    continue
                 removed.append(p)
     return removed

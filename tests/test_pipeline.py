@@ -193,6 +193,7 @@ def test_parameters_run_goes_to_its_own_folder(project, capsys):
     path = project / line.split("notebook:")[1].strip()
     assert path.parent.parent == project / "_build" / "runs" and path.parent.name.startswith("p9_a_good-")
     assert "7.5 1" in path.read_text() and profile_nb.read_bytes() == before
+    assert out.splitlines()[-1].endswith(f"in {path.relative_to(project)}")  # the summary says where
     assert cli.main(["run", "p9_a", "-p", "scale", "2.5"]) == 0  # cached in its own folder
     assert "cached" in capsys.readouterr().out
 
