@@ -10,6 +10,7 @@ whether nbval checked exactly that notebook, and the claims held by kind.
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
@@ -42,20 +43,23 @@ def _profile_params(chapter: Chapter, profile: str) -> dict:
     return parameters(chapter, profile)
 
 
-def claims_cell(rows: list[dict], kind: str) -> str:
-    mine = [r for r in rows if (r.get("kind") or "unclassified") == kind]
-    if not mine:
-        return "—"
-    held = sum(bool(r.get("holds")) for r in mine)
-    findings = sum(bool(r.get("finding")) for r in mine)
-    return f"{held}/{len(mine)}" + (f" ({findings} finding{'s' * (findings > 1)})" if findings else "")
+def claims_cell(rows: list[dict]) -> str:
+    """'theorem 3/3, derived 1/2 (1 finding)': claims that hold of those checked, by kind."""
+    parts = []
+    for kind in KINDS:
+        mine = [r for r in rows if (r.get("kind") or "unclassified") == kind]
+        if mine:
+            held = sum(bool(r.get("holds")) for r in mine)
+            findings = sum(bool(r.get("finding")) for r in mine)
+            parts.append(f"{kind} {held}/{len(mine)}"
+                         + (f" ({findings} finding{'s' * (findings > 1)})" if findings else ""))
+    return ", ".join(parts) or "none recorded"
 
 
 def status_page(chapters: list[Chapter], profile: str, strict: bool) -> str:
     """book/status.md for this build."""
-    head = ["| chapter | result | seconds | parameters that differ from the book profile | nbval | "
-            + " | ".join(f"{k} claims held" for k in KINDS) + " |",
-            "|---|---|---|---|---|" + "---|" * len(KINDS)]
+    head = ["| result | paper | seconds | parameters that differ from the book profile | nbval "
+            "| claims held, by kind |", "|---|---|---|---|---|---|"]
     rows, total, checked = [], 0.0, 0
     for c in chapters:
         p = plan(c, _profile_params(c, profile), profile, custom=False)
@@ -64,10 +68,9 @@ def status_page(chapters: list[Chapter], profile: str, strict: bool) -> str:
         ok = store.nbval_checked(p.entry, rec)
         checked += ok
         total += float(rec.get("seconds", 0.0))
-        claims = rec.get("claims", [])
-        rows.append(f"| {{doc}}`../notebooks/{c.id}` | {c.label} | {float(rec.get('seconds', 0.0)):.1f} | "
-                    f"{_changed(c, rec.get('params', {}))} | {'yes' if ok else 'no'} | "
-                    + " | ".join(claims_cell(claims, k) for k in KINDS) + " |")
+        rows.append(f"| {{doc}}`{c.label} <../notebooks/{c.id}>` | {c.paper} | "
+                    f"{float(rec.get('seconds', 0.0)):.1f} | {_changed(c, rec.get('params', {}))} | "
+                    f"{'yes' if ok else 'no'} | {claims_cell(rec.get('claims', []))} |")
     versions = ", ".join(f"{p} {_version(p)}" for p in
                          ("torch", "numpy", "jupyter-book", "myst-nb", "papermill", "nbval"))
     return "\n".join([
@@ -78,9 +81,10 @@ def status_page(chapters: list[Chapter], profile: str, strict: bool) -> str:
         f"- Checked by nbval (rerun, outputs compared) on exactly the notebook shown: {checked} of "
         f"{len(chapters)} chapters (column nbval).",
         f"- Built with warnings as errors (`-W`): {'yes' if strict else 'no'}.",
-        "- Claims held: claims that hold out of those checked, by kind; a finding is a claim the chapter "
-        "reports as not holding, and explains.", "",
-        *head, *rows, "", f"Versions: {versions}.", ""])
+        "- Claims held: of the claims each chapter checks, how many hold, by kind (theorem: the paper's "
+        "statement on measured numbers; derived: a step of our derivation; identity: true by "
+        "construction, a guard). A finding is a claim the chapter reports as not holding, and explains.",
+        "", *head, *rows, "", f"Versions: {versions}.", ""])
 
 
 def _version(package: str) -> str:
@@ -94,6 +98,19 @@ def _changed(chapter: Chapter, params: dict) -> str:
     defaults = default_parameters(chapter)
     diff = {k: v for k, v in params.items() if defaults.get(k) != v}
     return ", ".join(f"`{k}={v}`" for k, v in diff.items()).replace("|", "\\|") or "none"
+
+
+def for_readers(nb: dict) -> dict:
+    """The notebook as the book shows it: without the claims' JSON record, which is for the pipeline
+    (readers see the same claims as a table; myst-nb has no renderer for application/json and
+    would warn, failing a strict build)."""
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) or []:
+            data = out.get("data") or {}
+            record = data.get("application/json")
+            if isinstance(record, dict) and "moebook_claims" in record and len(data) > 1:
+                del data["application/json"]
+    return nb
 
 
 def stage(chapters: list[Chapter], profile: str, strict: bool) -> Path:
@@ -113,7 +130,8 @@ def stage(chapters: list[Chapter], profile: str, strict: bool) -> Path:
         sphinx["html_static_path"] = ["_vendor"]
     (root / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for c in chapters:
-        shutil.copy(paths.executed_dir(profile) / f"{c.id}.ipynb", root / "notebooks" / f"{c.id}.ipynb")
+        nb = json.loads((paths.executed_dir(profile) / f"{c.id}.ipynb").read_text())
+        (root / "notebooks" / f"{c.id}.ipynb").write_text(json.dumps(for_readers(nb), indent=1) + "\n")
     (root / "book" / "status.md").write_text(status_page(chapters, profile, strict))
     return root
 
