@@ -384,3 +384,17 @@ def test_full_profile_builds_into_its_own_folder(project, monkeypatch, capsys):
     assert "html-full" in capsys.readouterr().out
     page = (project / "_build" / "stage" / "full" / "book" / "status.md").read_text()
     assert "full profile" in page and "`n=10`, `lrs=[0.001]`" in page and "(`-W`): no" in page
+
+
+def test_full_disk_keeps_no_truncated_failed_notebook(project, monkeypatch, capsys):
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_temp", full_disk)
+    monkeypatch.setattr(job, "execute", fake_execute(status="FAILED", error="ValueError: bad"))
+    entry = store.Entry(executed(project, ""), "p9_a_good")
+    before = entry.notebook.read_bytes()
+    assert cli.main(["run", "p9_a", "--force"]) == 1
+    out = capsys.readouterr().out
+    assert "no executed notebook to keep" in out and "traceback kept" not in out
+    assert not entry.failed.exists() and entry.notebook.read_bytes() == before
