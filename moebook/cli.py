@@ -1,103 +1,184 @@
-"""The moebook command: list, run, check, build. Run it anywhere inside the project."""
+"""The moebook command: list, run, check, build. Run it anywhere inside the project.
+
+Exit status: 0 all went well; 1 a chapter failed (or check/build found a notebook not ready); 2 a
+bad input (chapter id, parameter, project file, option), reported on one line before anything runs;
+130/143 interrupted by SIGINT/SIGTERM (nothing half-written is left; the previous notebooks stay).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-import yaml
-
-from . import paths
-from .build import build
-from .chapters import UsageError, all_chapters, parameters, resolve
-from .execute import run_chapter, summary
-from .nbcheck import check
+from . import params as P
+from .chapters import PROFILES, UsageError, all_chapters, full_profile, parameters, resolve
+from .execute import TIMEOUTS, plan, run_sequential, summary, sweep_leftovers
 
 
-def _parse_value(text: str):
-    """A -p value is read as YAML: 3 -> int, 0.5 -> float, [1, 2] -> list, abc -> str."""
-    return yaml.safe_load(text)
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(signum)
 
 
 def cmd_list(_args) -> int:
     chapters = all_chapters()
-    w = max(len(c.id) for c in chapters)
+    w = max([len("id")] + [len(c.id) for c in chapters])
     print(f"{'id':<{w}}  {'short':<16} {'result':<18} paper  title")
     for c in chapters:
         print(f"{c.id:<{w}}  {c.alias:<16} {c.label:<18} {c.paper:<5}  {c.title}")
     return 0
 
 
-def _select(args) -> list:
+def _select(args, chapters) -> list:
     if args.all and args.ids:
         raise UsageError("give chapter ids or --all, not both")
     if not args.all and not args.ids:
         raise UsageError("name at least one chapter, or use --all ('moebook list' shows them)")
-    return all_chapters() if args.all else resolve(args.ids)
+    return chapters if args.all else resolve(args.ids, chapters)
+
+
+def plan_run(args) -> list:
+    """Every check of a run's inputs, before anything runs: the chapters, their parameters, the profile."""
+    chapters = all_chapters()
+    selected = _select(args, chapters)
+    overrides = P.parse_pairs([tuple(p) for p in args.param or []])
+    if overrides and len(selected) > 1:
+        raise UsageError("-p sets parameters of one chapter; name exactly one")
+    if args.profile == "full":
+        full_profile(chapters)  # the whole file is checked, not just the chapters named
+    return [plan(c, parameters(c, args.profile, overrides, chapters), args.profile, custom=bool(overrides))
+            for c in selected]
 
 
 def cmd_run(args) -> int:
-    chapters = _select(args)
-    overrides = {name: _parse_value(value) for name, value in args.param or []}
-    if overrides and len(chapters) > 1:
-        raise UsageError("-p sets parameters of one chapter; name exactly one")
-    plans = [(c, parameters(c, args.profile, overrides)) for c in chapters]  # all names checked first
-    results = []
-    for i, (c, params) in enumerate(plans, 1):
-        print(f"[{i}/{len(plans)}] {c.id} ({c.label}) ...", flush=True)
-        r = run_chapter(c, args.profile, params, force=args.force)
-        print(f"    {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""), flush=True)
-        if r.status == "FAILED":
-            print(f"    traceback kept in {paths.executed_dir(args.profile) / (c.id + '.failed.ipynb')}")
-        results.append(r)
+    plans = plan_run(args)
+    timeout = args.timeout if args.timeout is not None else TIMEOUTS[args.profile]
+    if args.jobs is not None or args.scheduler is not None:
+        from .cluster import connect, run_cluster
+        cluster = connect(args.jobs, args.scheduler)  # a bad address or other versions: exit 2 here
+        sweep_leftovers()
+        with cluster:
+            results = run_cluster(plans, args.profile, args.force, timeout, cluster)
+    else:
+        sweep_leftovers()
+        results = run_sequential(plans, args.profile, args.force, timeout)
     print(summary(results))
     return 1 if any(r.status == "FAILED" for r in results) else 0
 
 
+def _profile_params(chapters, selected, profile) -> dict[str, dict]:
+    if profile == "full":
+        full_profile(chapters)  # the whole file is checked
+    return {c.id: parameters(c, profile, {}, chapters) for c in selected}
+
+
 def cmd_check(args) -> int:
-    chapters = resolve(args.ids) if args.ids else all_chapters()
-    return check(chapters, args.profile)
+    from .nbcheck import check
+    chapters = all_chapters()
+    selected = resolve(args.ids, chapters) if args.ids else chapters
+    return check(selected, _profile_params(chapters, selected, args.profile), args.profile)
 
 
 def cmd_build(args) -> int:
-    return build(all_chapters(), args.profile, strict=args.strict)
+    from .build import build
+    chapters = all_chapters()
+    _profile_params(chapters, chapters, args.profile)  # a bad full_profile.yml is exit 2, before staging
+    return build(chapters, args.profile, strict=args.strict)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers >= 1, got {text!r}")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moebook", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="moebook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="every chapter: id, short id, result, paper, title").set_defaults(fn=cmd_list)
 
-    run = sub.add_parser("run", help="execute chapters with papermill into _build/executed/<profile>/")
+    run = sub.add_parser("run", help="execute chapters into _build/executed/<profile>/ "
+                                     "(_build/runs/ with -p)")
     run.add_argument("ids", nargs="*", help="chapter ids or short ids")
     run.add_argument("--all", action="store_true", help="every chapter")
-    run.add_argument("--profile", default="book", choices=["book", "full"])
+    run.add_argument("--profile", default="book", choices=PROFILES)
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                     help="set a parameter (value read as YAML); repeatable")
+                     help="set a parameter, read as the type of its default; repeatable; the result goes "
+                          "to _build/runs/<id>-<hash>/, never replacing the profile's notebook")
     run.add_argument("--force", action="store_true", help="execute even if the cache is current")
+    run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                     help="time limit per chapter (default: "
+                          + ", ".join(f"{k} {v:g} s" for k, v in TIMEOUTS.items()) + ")")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=_workers, metavar="N",
+                       help="run chapters on a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run chapters on an existing Dask scheduler, e.g. tcp://host:8786")
     run.set_defaults(fn=cmd_run)
 
-    chk = sub.add_parser("check", help="nbval (strict) over the executed notebooks")
+    chk = sub.add_parser("check", help="nbval (strict) over a profile's executed notebooks")
     chk.add_argument("ids", nargs="*")
-    chk.add_argument("--profile", default="book", choices=["book", "full"])
+    chk.add_argument("--profile", default="book", choices=PROFILES)
     chk.set_defaults(fn=cmd_check)
 
-    b = sub.add_parser("build", help="build the HTML book into _build/html")
-    b.add_argument("--profile", default="book", choices=["book", "full"])
+    b = sub.add_parser("build", help="build the HTML book (_build/html; _build/html-full for --profile full)")
+    b.add_argument("--profile", default="book", choices=PROFILES)
     b.add_argument("--strict", action="store_true", help="warnings are errors (-W -n --keep-going)")
     b.set_defaults(fn=cmd_build)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    os.chdir(paths.find_root())
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # a bad option (one line printed) or --help
+        return e.code if isinstance(e.code, int) else 2
+    os.chdir(paths_root())
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _on_signal)
+    except ValueError:  # not the main thread (tests): SIGTERM keeps its handler
+        previous = None
     try:
         return args.fn(args)
     except UsageError as e:
         print(f"moebook {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"moebook {args.command}: interrupted ({signal.Signals(signum).name}); nothing half-written "
+              "is left and the previous notebooks are kept", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def paths_root():
+    from .paths import find_root
+    return find_root()
 
 
 if __name__ == "__main__":

@@ -10,15 +10,27 @@ FULL_PROFILE = NOTEBOOKS / "full_profile.yml"
 LOCK = ROOT / "requirements.lock"
 LIBRARY = ROOT / "moe_lib"
 BUILD = ROOT / "_build"
+RUNS = BUILD / "runs"
 SANITIZE = Path(__file__).parent / "sanitize.cfg"
 
 
 def executed_dir(profile: str) -> Path:
+    """A profile's executed notebooks: what `moebook check` and `moebook build` use."""
     return BUILD / "executed" / profile
+
+
+def run_dir(chapter_id: str, params_hash: str) -> Path:
+    """A run with the user's own parameters (-p): never a profile's folder."""
+    return RUNS / f"{chapter_id}-{params_hash}"
 
 
 def stage_dir(profile: str) -> Path:
     return BUILD / "stage" / profile
+
+
+def html_dir(profile: str) -> Path:
+    """The built book: _build/html for the book profile, _build/html-<profile> for the others."""
+    return BUILD / ("html" if profile == "book" else f"html-{profile}")
 
 
 def find_root() -> Path:
