@@ -22,7 +22,7 @@ from pipeline_project import chapter, copy_project, executed, make_project
 from moebook import cli, job, params, store
 from moebook.chapters import short_label
 
-CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def moebook(root: Path, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import pytest
 from moebook import cli
 from moebook.chapters import UsageError, all_chapters, default_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
 BIN = Path(sys.executable).parent
 

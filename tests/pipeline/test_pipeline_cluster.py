@@ -23,7 +23,7 @@ from moebook import cli, cluster, job
 
 pytest.importorskip("distributed")
 
-CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(__file__).resolve().parents[2]
 DASK = Path(sys.executable).parent / "dask"
 
 BLAS = """\
