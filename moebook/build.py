@@ -69,8 +69,8 @@ def _changed(chapter: Chapter, params: dict) -> str:
     return ", ".join(f"`{k}={v}`" for k, v in diff.items()) or "none"
 
 
-def stage(chapters: list[Chapter], profile: str) -> Path:
-    root = paths.stage_dir(profile)
+def stage(chapters: list[Chapter], profile: str, student: bool = False) -> Path:
+    root = paths.stage_dir(profile + ("-student" if student else ""))
     if root.exists():
         shutil.rmtree(root)
     (root / "notebooks").mkdir(parents=True)
@@ -82,26 +82,36 @@ def stage(chapters: list[Chapter], profile: str) -> Path:
         sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
         sphinx["mathjax_path"] = "mathjax/tex-mml-chtml.js"
         sphinx["html_static_path"] = ["_vendor"]
+    if student:  # sphinx-exercise hides solutions; the notebooks lose them too (the download buttons)
+        config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (root / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for c in chapters:
         shutil.copy(paths.executed_dir(profile) / f"{c.id}.ipynb", root / "notebooks" / f"{c.id}.ipynb")
+        if student:
+            from .coursework import student_view
+            student_view(root / "notebooks" / f"{c.id}.ipynb")
     (root / "book" / "status.md").write_text(status_page(chapters, profile))
     return root
 
 
-def build(chapters: list[Chapter], profile: str, strict: bool) -> int:
+def build(chapters: list[Chapter], profile: str, strict: bool, student: bool = False) -> int:
     bad = stale_or_missing(chapters, profile)
     if bad:
         print("moebook build: run 'moebook run --all' first; not ready: " + "; ".join(bad),
               file=sys.stderr)
         return 1
-    root = stage(chapters, profile)
+    root = stage(chapters, profile, student)
+    out = root.parent / "student-out" if student else paths.ROOT
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
-           "--path-output", str(paths.ROOT)]
+           "--path-output", str(out)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     rc = subprocess.call(cmd)
+    html = paths.BUILD / ("html-student" if student else "html")
+    if rc == 0 and student:
+        shutil.rmtree(html, ignore_errors=True)
+        shutil.move(str(out / "_build" / "html"), html)
     if rc == 0:
-        print(f"moebook build: open {(paths.BUILD / 'html' / 'index.html').resolve()}")
+        print(f"moebook build: open {(html / 'index.html').resolve()}")
     return rc
 

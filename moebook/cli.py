@@ -61,7 +61,17 @@ def cmd_check(args) -> int:
 
 
 def cmd_build(args) -> int:
-    return build(all_chapters(), args.profile, strict=args.strict)
+    return build(all_chapters(), args.profile, strict=args.strict, student=args.student)
+
+
+def cmd_assign(args) -> int:
+    from .coursework import cmd_assign as run
+    return run(args, resolve)
+
+
+def cmd_grade(args) -> int:
+    from .coursework import cmd_grade as run
+    return run(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,13 +96,25 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build the HTML book into _build/html")
     b.add_argument("--profile", default="book", choices=["book", "full"])
     b.add_argument("--strict", action="store_true", help="warnings are errors (-W -n --keep-going)")
+    b.add_argument("--student", action="store_true", help="student edition into _build/html-student")
     b.set_defaults(fn=cmd_build)
+
+    a = sub.add_parser("assign", help="student notebooks and autograder bundles of graded chapters")
+    a.add_argument("ids", nargs="+")
+    a.add_argument("--out", default=str(paths.BUILD / "assign"))
+    a.set_defaults(fn=cmd_assign)
+    g = sub.add_parser("grade", help="grade one submission locally with an autograder bundle")
+    g.add_argument("bundle")
+    g.add_argument("submission")
+    g.add_argument("--json", help="also write the report as JSON here")
+    g.set_defaults(fn=cmd_grade)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    os.chdir(paths.find_root())
+    if args.command != "grade":  # grading needs no project: a bundle and a notebook anywhere
+        os.chdir(paths.find_root())
     try:
         return args.fn(args)
     except UsageError as e:

@@ -46,10 +46,6 @@ def _is_raw(cell, word: str) -> bool:
     return cell.cell_type == "raw" and _src(cell).strip().startswith(word)
 
 
-def _directive(cell, name: str) -> bool:
-    return cell.cell_type == "markdown" and re.match(r"^\s*(`{3,}|:{3,})\{" + name + r"\}", _src(cell)) is not None
-
-
 def questions(nb) -> list[dict]:
     """The graded questions of a notebook: name and points of each ``# BEGIN QUESTION`` raw cell."""
     out = []
@@ -63,8 +59,30 @@ def chapter_notebook(chapter: Chapter):
     return jupytext.read(chapter.path)
 
 
+FENCE = re.compile(r"^(`{3,}|:{3,})\{(solution-start|solution-end|solution)\}")
+
+
+def strip_solutions(text: str, inside: bool) -> tuple[str, bool]:
+    """Markdown without its solutions (gated ranges, which may span cells, and old-style blocks)."""
+    kept, lines, i = [], text.split("\n"), 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m:
+            fence, kind = m.group(1), m.group(2)
+            j = i + 1
+            while j < len(lines) and lines[j].strip() != fence:
+                j += 1  # skip the directive's options (and an old-style block's whole body)
+            inside = {"solution-start": True, "solution-end": False}.get(kind, inside)
+            i = j + 1
+            continue
+        if not inside:
+            kept.append(lines[i])
+        i += 1
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n"), inside
+
+
 def master_notebook(chapter: Chapter, nb=None, files: list[str] | None = None):
-    """Otter's master notebook: the chapter with an assignment config, solutions' prose removed."""
+    """Otter's master notebook: the chapter with an assignment config and no written solutions."""
     nb = nb if nb is not None else chapter_notebook(chapter)
     if not questions(nb):
         raise UsageError(f"{chapter.id} has no graded exercise (no '# BEGIN QUESTION' raw cell); "
@@ -75,18 +93,14 @@ def master_notebook(chapter: Chapter, nb=None, files: list[str] | None = None):
             in_question = True
         elif _is_raw(cell, "# END QUESTION"):
             in_question = False
-        if _directive(cell, "solution-start"):
-            in_solution = True
-            continue
-        if _directive(cell, "solution-end"):
-            in_solution = False
-            continue
-        if _directive(cell, "solution"):  # an old-style solution: its whole answer is markdown
-            continue
-        if in_solution and (cell.cell_type == "markdown" or not in_question):
-            continue  # written answers and ungraded solution code never reach the student
+        if cell.cell_type == "markdown":
+            cell.source, in_solution = strip_solutions(_src(cell), in_solution)
+            if not cell.source.strip():
+                continue
+        elif in_solution and not in_question:
+            continue  # ungraded solution code never reaches the student
         cells.append(cell)
-    config = {"name": chapter.id, "init_cell": False, "check_all_cell": False, "export_cell": False,
+    config = {"name": chapter.id, "init_cell": True, "check_all_cell": False, "export_cell": False,
               "run_tests": False, "generate": {"pdf": False}, "tests": {"files": False, "ok_format": True},
               "files": files or []}
     head = nbformat.v4.new_raw_cell("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False))
@@ -97,13 +111,20 @@ def master_notebook(chapter: Chapter, nb=None, files: list[str] | None = None):
 
 def build_wheel(out: Path = DIST) -> Path:
     """The library as a wheel (``pip wheel --no-deps .``) with the lock beside it as constraints."""
+    root, out = paths.ROOT.resolve(), out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("moe_companion-*.whl"):
         old.unlink()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # a copy, so the build leaves no egg-info in the checkout
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("moe_lib", "moebook"):
+            shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(root / name, src / name)
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "-w", str(out), str(paths.ROOT)], check=True, cwd=tmp)
-    shutil.copy(paths.ROOT / LOCK, out / LOCK)
+                        "-w", str(out), str(src)], check=True, cwd=tmp)
+    shutil.copy(root / LOCK, out / LOCK)
     return next(out.glob("moe_companion-*.whl"))
 
 
@@ -140,21 +161,20 @@ def assign(chapter: Chapter, out: Path, wheel: Path | None = None) -> dict:
 
 
 def solution_lines(chapter: Chapter) -> list[str]:
-    """Every non-blank line of the chapter's solutions (prose and code): none may reach the student."""
+    """Every line (longer than 3 characters) of the chapter's solutions, prose and graded code."""
     nb, lines, inside = chapter_notebook(chapter), [], False
     for cell in nb.cells:
-        if _directive(cell, "solution-start"):
-            inside = True
-        elif _directive(cell, "solution-end"):
-            inside = False
-        elif inside:
-            src = _src(cell)
-            if cell.cell_type == "code" and "# BEGIN SOLUTION" in src:
-                src = src.split("# BEGIN SOLUTION", 1)[1].split("# END SOLUTION", 1)[0]
-            elif cell.cell_type != "markdown":
-                continue
-            lines += [ln.strip() for ln in src.splitlines() if len(ln.strip()) > 3]
-    return lines
+        src = _src(cell)
+        if cell.cell_type == "markdown":
+            kept, after = strip_solutions(src, inside)
+            keep = set(kept.split("\n"))
+            lines += [ln.strip() for ln in src.split("\n") if ln not in keep and not FENCE.match(ln)
+                      and not ln.startswith(":class:") and ln.strip() not in ("```", "````")]
+            inside = after
+        elif cell.cell_type == "code" and "# BEGIN SOLUTION" in src:
+            body = src.split("# BEGIN SOLUTION", 1)[1].split("# END SOLUTION", 1)[0]
+            lines += [ln.strip() for ln in body.splitlines()]
+    return [ln for ln in lines if len(ln) > 3]
 
 
 def read_submission(path: Path):
@@ -216,3 +236,17 @@ def cmd_grade(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1, default=str))
     return 0 if rep["total"] == rep["possible"] else 1
+
+
+def student_view(path: Path) -> None:
+    """An executed chapter notebook without its solutions (prose and code), in place: the student edition."""
+    nb, cells, inside = nbformat.read(path, as_version=4), [], False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source, inside = strip_solutions(_src(cell), inside)
+            if cell.source.strip():
+                cells.append(cell)
+        elif not inside and cell.cell_type != "raw":
+            cells.append(cell)
+    nb.cells = cells
+    nbformat.write(nb, path)
