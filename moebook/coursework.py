@@ -146,7 +146,8 @@ def assign(chapter: Chapter, out: Path, wheel: Path | None = None) -> dict:
         student = tmp / "result" / "student" / f"{chapter.id}.ipynb"
         zips = list((tmp / "result" / "autograder").glob("*.zip"))
         shutil.copy(student, dest / f"{chapter.id}.ipynb")
-        shutil.copy(tmp / "result" / "autograder" / f"{chapter.id}.ipynb", dest / f"{chapter.id}.solution.ipynb")
+        solution = tmp / "result" / "autograder" / f"{chapter.id}.ipynb"
+        shutil.copy(solution, dest / f"{chapter.id}.solution.ipynb")
         bundle = dest / f"{chapter.id}-autograder.zip"
         shutil.copy(zips[0], bundle)
     jupytext.write(nbformat.read(dest / f"{chapter.id}.ipynb", as_version=4), dest / f"{chapter.id}.md",
@@ -202,7 +203,8 @@ def grade(bundle: Path, submission: Path) -> dict:
                 m = re.findall(r"ClaimFailed: (.*)", t.message or "")
                 failing.append({"test": t.test_case.name, "hidden": t.test_case.hidden,
                                 "claims": m[-1] if m else (t.message or "").strip().splitlines()[-1:]})
-        report["questions"].append({"name": name, "score": r.score, "possible": r.possible, "failing": failing})
+        report["questions"].append({"name": name, "score": r.score, "possible": r.possible,
+                                    "failing": failing})
     return report
 
 
