@@ -5,11 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MATHJAX := _build/npm/node_modules/mathjax/es5
 
-.PHONY: book test setup lint unit built chromium clean
+.PHONY: book test setup lint unit built chromium clean wheel
 
-book: setup $(MATHJAX)
+book: setup $(MATHJAX) wheel
 	$(BIN)/moebook run --all
 	$(BIN)/moebook build
+
+# The library as a wheel, with the lock beside it (constraints for pip): _build/dist/.
+wheel: setup
+	rm -rf _build/dist && $(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w _build/dist .
+	cp requirements.lock _build/dist/
 
 # Checks of what the pipeline produced (tests/test_built.py: claims and captions; tests/test_browser.py:
 # every page in headless Chromium with the network cut). The unit step leaves them out, so each runs once.

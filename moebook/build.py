@@ -91,6 +91,8 @@ def stage(chapters: list[Chapter], profile: str, student: bool = False) -> Path:
             from .coursework import student_view
             student_view(root / "notebooks" / f"{c.id}.ipynb")
     (root / "book" / "status.md").write_text(status_page(chapters, profile))
+    from .coursework import build_wheel
+    build_wheel(root / "book" / "dist")  # offered for download on book/coursework.md
     return root
 
 
