@@ -153,3 +153,15 @@ def test_runs_outside_the_repository(fresh_venv, assignments, tmp_path):
               and any(o.get("output_type") == "error" for o in cell.get("outputs", []))]
     assert all("otter_answer_cell" in cell.metadata.get("tags", []) for cell in errors), \
         [cell.source[:80] for cell in errors]
+
+
+def test_student_view_removes_every_solution(tmp_path):
+    """The student edition's notebooks (moebook build --student) carry no solution line."""
+    c = MARKED[0]
+    nb = cw.chapter_notebook(c)
+    path = tmp_path / f"{c.id}.ipynb"
+    nbformat.write(nb, path)
+    cw.student_view(path)
+    text = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+    assert "{solution-start}" not in text
+    assert not [ln for ln in cw.solution_lines(c) if ln in text]
