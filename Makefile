@@ -5,11 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MATHJAX := _build/npm/node_modules/mathjax/es5
 
-.PHONY: book test setup lint unit built chromium clean
+.PHONY: book test setup lint unit built chromium clean wheel
 
-book: setup $(MATHJAX)
+book: setup $(MATHJAX) wheel
 	$(BIN)/moebook run --all
 	$(BIN)/moebook build
+
+# The library as a wheel (pip wheel --no-deps on a copy of the sources), the lock beside it: _build/dist/.
+wheel: setup
+	$(BIN)/python -c "from moebook.coursework import build_wheel; print(build_wheel())"
 
 # Checks of what the pipeline produced (tests/test_built.py: claims and captions; tests/test_browser.py:
 # every page in headless Chromium with the network cut). The unit step leaves them out, so each runs once.

@@ -113,8 +113,16 @@ def for_readers(nb: dict) -> dict:
     return nb
 
 
-def stage(chapters: list[Chapter], profile: str, strict: bool) -> Path:
-    root = paths.stage_dir(profile)
+def edition(profile: str, student: bool) -> str:
+    """The name of what is built: the profile, or its student edition (solutions removed)."""
+    if not student:
+        return profile
+    return "student" if profile == "book" else f"{profile}-student"
+
+
+def stage(chapters: list[Chapter], profile: str, strict: bool, student: bool = False) -> Path:
+    from .coursework import build_wheel, student_view
+    root = paths.stage_dir(edition(profile, student))
     if root.exists():
         shutil.rmtree(root)
     (root / "notebooks").mkdir(parents=True)
@@ -128,29 +136,35 @@ def stage(chapters: list[Chapter], profile: str, strict: bool) -> Path:
         sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
         sphinx["mathjax_path"] = "mathjax/tex-mml-chtml.js"
         sphinx["html_static_path"] = ["_vendor"]
+    if student:  # sphinx-exercise hides solutions; the notebooks lose them too (the download buttons)
+        config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (root / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for c in chapters:
         nb = json.loads((paths.executed_dir(profile) / f"{c.id}.ipynb").read_text())
         (root / "notebooks" / f"{c.id}.ipynb").write_text(json.dumps(for_readers(nb), indent=1) + "\n")
+        if student:
+            student_view(root / "notebooks" / f"{c.id}.ipynb")
     (root / "book" / "status.md").write_text(status_page(chapters, profile, strict))
+    build_wheel(root / "book" / "dist")  # offered for download on book/coursework.md
     return root
 
 
-def build(chapters: list[Chapter], profile: str, strict: bool) -> int:
+def build(chapters: list[Chapter], profile: str, strict: bool, student: bool = False) -> int:
     bad = stale_or_missing(chapters, profile)
     if bad:
         flag = "" if profile == "book" else f" --profile {profile}"
         print(f"moebook build: run 'moebook run --all{flag}' first; not ready: " + "; ".join(bad),
               file=sys.stderr)
         return 1
-    root = stage(chapters, profile, strict)
-    out = paths.ROOT if profile == "book" else paths.BUILD / f"jb-{profile}"
+    name = edition(profile, student)
+    root = stage(chapters, profile, strict, student)
+    out = paths.ROOT if name == "book" else paths.BUILD / f"jb-{name}"
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output", str(out)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     rc = subprocess.call(cmd)
-    html = paths.html_dir(profile)
-    if rc == 0 and profile != "book":
+    html = paths.html_dir(name)
+    if rc == 0 and name != "book":
         if html.exists():
             shutil.rmtree(html)
         shutil.move(str(out / "_build" / "html"), str(html))

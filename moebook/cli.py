@@ -90,7 +90,17 @@ def cmd_build(args) -> int:
     from .build import build
     chapters = all_chapters()
     _profile_params(chapters, chapters, args.profile)  # a bad full_profile.yml is exit 2, before staging
-    return build(chapters, args.profile, strict=args.strict)
+    return build(chapters, args.profile, strict=args.strict, student=args.student)
+
+
+def cmd_assign(args) -> int:
+    from .coursework import cmd_assign as run
+    return run(args, resolve)
+
+
+def cmd_grade(args) -> int:
+    from .coursework import cmd_grade as run
+    return run(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,7 +156,18 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build the HTML book (_build/html; _build/html-full for --profile full)")
     b.add_argument("--profile", default="book", choices=PROFILES)
     b.add_argument("--strict", action="store_true", help="warnings are errors (-W -n --keep-going)")
+    b.add_argument("--student", action="store_true", help="student edition into _build/html-student")
     b.set_defaults(fn=cmd_build)
+
+    a = sub.add_parser("assign", help="student notebooks and autograder bundles of graded chapters")
+    a.add_argument("ids", nargs="+")
+    a.add_argument("--out", default="_build/assign")
+    a.set_defaults(fn=cmd_assign)
+    g = sub.add_parser("grade", help="grade one submission locally with an autograder bundle")
+    g.add_argument("bundle")
+    g.add_argument("submission")
+    g.add_argument("--json", help="also write the report as JSON here")
+    g.set_defaults(fn=cmd_grade)
     return p
 
 
@@ -155,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # a bad option (one line printed) or --help
         return e.code if isinstance(e.code, int) else 2
-    os.chdir(paths_root())
+    if args.command != "grade":  # grading needs no project: a bundle and a notebook anywhere
+        os.chdir(paths_root())
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _on_signal)
