@@ -3,12 +3,14 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Chapters run (and nbval re-runs them) this many at a time: the same bytes as one at a time.
+JOBS   ?= 2
 MATHJAX := _build/npm/node_modules/mathjax/es5
 
 .PHONY: book test setup lint unit built chromium clean wheel
 
 book: setup $(MATHJAX) wheel
-	$(BIN)/moebook run --all
+	$(BIN)/moebook run --all --jobs $(JOBS)
 	$(BIN)/moebook build
 
 # The library as a wheel (pip wheel --no-deps on a copy of the sources), the lock beside it: _build/dist/.
@@ -20,8 +22,8 @@ wheel: setup
 BUILT_TESTS := tests/test_built.py tests/test_browser.py
 
 test: setup lint unit $(MATHJAX) chromium
-	$(BIN)/moebook run --all
-	$(BIN)/moebook check
+	$(BIN)/moebook run --all --jobs $(JOBS)
+	$(BIN)/moebook check --jobs $(JOBS)
 	$(BIN)/moebook build --strict
 	$(BIN)/python -m pytest -rs $(BUILT_TESTS)
 

@@ -83,7 +83,7 @@ def cmd_check(args) -> int:
     from .nbcheck import check
     chapters = all_chapters()
     selected = resolve(args.ids, chapters) if args.ids else chapters
-    return check(selected, _profile_params(chapters, selected, args.profile), args.profile)
+    return check(selected, _profile_params(chapters, selected, args.profile), args.profile, jobs=args.jobs)
 
 
 def cmd_build(args) -> int:
@@ -151,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="nbval (strict) over a profile's executed notebooks")
     chk.add_argument("ids", nargs="*")
     chk.add_argument("--profile", default="book", choices=PROFILES)
+    chk.add_argument("--jobs", type=_workers, default=1, metavar="N",
+                     help="N nbval processes at once, each re-executing its share of the notebooks")
     chk.set_defaults(fn=cmd_check)
 
     b = sub.add_parser("build", help="build the HTML book (_build/html; _build/html-full for --profile full)")

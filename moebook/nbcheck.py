@@ -24,7 +24,19 @@ def not_ready(plans) -> list[str]:
             for s in [store.state(p.entry, p.key)] if not s.fresh]
 
 
-def check(chapters: list[Chapter], params: dict[str, dict], profile: str) -> int:
+def groups(plans, jobs: int) -> list[list]:
+    """Split the notebooks into ``jobs`` groups of about equal recorded run time (longest first)."""
+    out: list[list] = [[] for _ in range(min(jobs, len(plans)))]
+    load = [0.0] * len(out)
+    for p in sorted(plans, key=lambda p: -store.seconds(p.entry)):
+        i = load.index(min(load))
+        out[i].append(p)
+        load[i] += store.seconds(p.entry)
+    return out
+
+
+def check(chapters: list[Chapter], params: dict[str, dict], profile: str, jobs: int = 1) -> int:
+    """nbval over the fresh notebooks, in ``jobs`` pytest processes at once (each re-executes its share)."""
     plans = [plan(c, params[c.id], profile, custom=False) for c in chapters]
     bad = not_ready(plans)
     if bad:
@@ -32,16 +44,23 @@ def check(chapters: list[Chapter], params: dict[str, dict], profile: str) -> int
               + "; ".join(bad), file=sys.stderr)
         return 1
     shas = {p.chapter.id: store.sha256(p.entry.notebook) for p in plans}
+    passed: dict = {}
+    rcs = []
     with tempfile.TemporaryDirectory(prefix="moebook-check-") as tmp:
-        results = Path(tmp) / "results.json"
-        env = kernel_env() | {"MOEBOOK_NBVAL_RESULTS": str(results)}
-        cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
-               "--nbval-sanitize-with", str(paths.SANITIZE), "-p", "no:cacheprovider",
-               "-p", "moebook.nbval_record", "--rootdir", str(paths.executed_dir(profile)),
-               *[str(p.entry.notebook) for p in plans]]
-        rc = subprocess.call(cmd, env=env)
-        passed = json.loads(results.read_text()) if results.exists() else {}
+        procs = []
+        for i, group in enumerate(groups(plans, jobs)):
+            results = Path(tmp) / f"results{i}.json"
+            env = kernel_env() | {"MOEBOOK_NBVAL_RESULTS": str(results)}
+            cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
+                   "--nbval-sanitize-with", str(paths.SANITIZE), "-p", "no:cacheprovider",
+                   "-p", "moebook.nbval_record", "--rootdir", str(paths.executed_dir(profile)),
+                   *[str(p.entry.notebook) for p in group]]
+            procs.append((subprocess.Popen(cmd, env=env), results))
+        for proc, results in procs:
+            rcs.append(proc.wait())
+            if results.exists():
+                passed |= json.loads(results.read_text())
     for p in plans:
         if passed.get(p.entry.notebook.name) and store.sha256(p.entry.notebook) == shas[p.chapter.id]:
             store.mark_checked(p.entry, shas[p.chapter.id])
-    return rc
+    return next((rc for rc in rcs if rc), 0)

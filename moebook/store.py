@@ -157,6 +157,14 @@ def keep_failed(entry: Entry, notebook: bytes | None) -> Path | None:
     return entry.failed
 
 
+def seconds(entry: Entry) -> float:
+    """The recorded run time of the entry's notebook (0 when there is no readable record)."""
+    try:
+        return float(json.loads(entry.sidecar.read_text()).get("seconds", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
 def mark_checked(entry: Entry, notebook_sha: str) -> None:
     """Record that nbval passed on exactly this notebook (the sidecar gains ``nbval``)."""
     rec = json.loads(entry.sidecar.read_text())

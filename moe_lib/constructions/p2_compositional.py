@@ -57,7 +57,7 @@ SubFunction = Callable[[int, int, np.ndarray], np.ndarray]
 
 
 def cube_subfunction(l: int, i: int, z):  # noqa: E741 (l is the paper's layer index)
-    """The catalogue's profile f_{l,i}(z) = i (i-1-z)^2 (z-i)^2 on [i-1, i] (the same for every l).
+    """The profile f_{l,i}(z) = i (i-1-z)^2 (z-i)^2 on [i-1, i] (the same for every l).
 
     Each piece is a polynomial (kappa = infinity on its cell); glued together they form a C^1, not
     C^2, profile on [0, E]: f'' jumps from 2i to 2(i+1) at z = i.

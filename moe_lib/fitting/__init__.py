@@ -32,6 +32,7 @@ from .random_features import (
 from .sweeps import by_value, dense_width, sweep_axis, train_sweep
 from .train import (
     FitResult,
+    cosine_lr,
     dataset_sampler,
     fit,
     function_sampler,
@@ -46,6 +47,6 @@ __all__ = [
     "fit_outer_layer", "fit_random_features", "fit_random_features_select",
     "gaussian_relu_features", "least_squares", "relu_features", "sample_relu_features",
     "sup_error", "width_sweep", "width_sweep_select", "by_value", "dense_width", "sweep_axis",
-    "train_sweep", "FitResult", "dataset_sampler", "fit", "function_sampler",
+    "train_sweep", "FitResult", "cosine_lr", "dataset_sampler", "fit", "function_sampler",
     "linear_autoencoder", "mse", "predict", "train_linear_autoencoder",
 ]

@@ -257,7 +257,7 @@ def width_sweep(x, y, x_test, y_test, widths: Sequence[int], seed: int = 0,
     """Sup test error of ``fit_random_features`` at each width (features seeded seed + index).
 
     With ``samples_per_feature`` = k, the fit at width m uses the first min(N, k m) rows of x, y
-    (the catalogue's "min(20 m, N) samples"); otherwise all rows.
+    ("min(20 m, N) samples", our reading of the paper's fit); otherwise all rows.
     """
     if len(widths) == 0:
         raise ValueError("widths: expected at least one width, got none")

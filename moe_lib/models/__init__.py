@@ -10,12 +10,20 @@
 - ``stacked``: ``StackedMoE`` (S independent models trained as one), ``stacked_class_members``;
 - ``variants``: ``DenseThenMoE``, ``SharedRoutedMoE`` and the rewrites ``as_dense_then_moe``,
   ``as_shared_routed``, ``merge_shared``; ``AutoencoderExpert``, ``autoencoder_expert_params``;
-- ``batching``: ``apply_in_chunks`` (evaluate on many rows a block at a time).
+- ``batching``: ``apply_in_chunks`` (evaluate on many rows a block at a time);
+- ``routing_tree``: P1's trees over the grid of cells, ``DyadicTreeRouter`` (2^n-ary nearest
+  centre) and ``KDTreeRouter`` (binary), with ``brute_force_cells`` and test-point helpers;
+- ``momlp``: ``MoMLP`` (hard routing to one expert per input) over expert banks
+  (``ConstantBank``, ``StackedMLPBank``, ``ConcatBank``);
+- ``expert_store``: experts on disk in safetensors shards, loaded on demand into a bounded LRU
+  cache (``write_store``, ``ExpertStore``, ``InMemoryMoMLP``, ``ExpertStoreError``); numpy only,
+  so a child process measuring memory need not import torch.
 
 Chapters write ``from moe_lib import models as mo`` (the most used names are also ``ml.<Name>``).
 """
 
 from .batching import apply_in_chunks
+from .expert_store import ExpertStore, ExpertStoreError, InMemoryMoMLP, write_store
 from .experts import (
     MLP,
     PReLU,
@@ -28,6 +36,7 @@ from .experts import (
     zero_mlp,
 )
 from .moe import DeepMoE, MoE, moe_class_member
+from .momlp import ConcatBank, ConstantBank, MoMLP, StackedMLPBank, group_by_expert
 from .routing import (
     GridRouter,
     MLPRouter,
@@ -39,6 +48,7 @@ from .routing import (
     voronoi_gate,
     with_constant,
 )
+from .routing_tree import DyadicTreeRouter, KDTreeRouter, brute_force_cells
 from .stacked import StackedMoE, stacked_class_members
 from .variants import (
     AutoencoderExpert,
@@ -57,4 +67,7 @@ __all__ = [
     "fixed_gate", "top_k", "voronoi_gate", "with_constant", "StackedMoE", "stacked_class_members",
     "AutoencoderExpert", "DenseThenMoE", "SharedRoutedMoE", "as_dense_then_moe",
     "as_shared_routed", "autoencoder_expert_params", "merge_shared",
+    "ExpertStore", "ExpertStoreError", "InMemoryMoMLP", "write_store", "ConcatBank", "ConstantBank",
+    "MoMLP", "StackedMLPBank", "group_by_expert", "DyadicTreeRouter", "KDTreeRouter",
+    "brute_force_cells",
 ]
