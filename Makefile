@@ -18,8 +18,9 @@ wheel: setup
 	$(BIN)/python -c "from moebook.coursework import build_wheel; print(build_wheel())"
 
 # Checks of what the pipeline produced (tests/test_built.py: claims and captions; tests/test_browser.py:
-# every page in headless Chromium with the network cut). The unit step leaves them out, so each runs once.
-BUILT_TESTS := tests/test_built.py tests/test_browser.py
+# every page in headless Chromium with the network cut; tests/test_coursework.py: assignments graded from
+# the executed chapters). The unit step leaves them out, so each runs once.
+BUILT_TESTS := tests/test_built.py tests/test_browser.py tests/test_coursework.py
 
 test: setup lint unit $(MATHJAX) chromium
 	$(BIN)/moebook run --all --jobs $(JOBS)

@@ -145,7 +145,8 @@ def stage(chapters: list[Chapter], profile: str, strict: bool, student: bool = F
         if student:
             student_view(root / "notebooks" / f"{c.id}.ipynb")
     (root / "book" / "status.md").write_text(status_page(chapters, profile, strict))
-    build_wheel(root / "book" / "dist")  # offered for download on book/coursework.md
+    if (paths.ROOT / "pyproject.toml").is_file() and (paths.ROOT / "moe_lib").is_dir():
+        build_wheel(root / "book" / "dist")  # offered for download on book/coursework.md
     return root
 
 

@@ -58,7 +58,9 @@ def problem(words: list[str], block: str) -> str:
         except UsageError as e:
             return str(e)
     if name == "papermill":
-        chapters = re.findall(r"notebooks/(\w+)\.md", block)
+        ids = {c.id for c in all_chapters()}
+        chapters = re.findall(r"notebooks/(\w+)\.md", block) + [
+            n for n in re.findall(r"(\w+)\.ipynb", block) if n in ids]  # a downloaded chapter
         if not chapters:
             return "papermill line without the chapter it runs in the same block"
         defaults = default_parameters(next(c for c in all_chapters() if c.id == chapters[0]))
