@@ -139,7 +139,7 @@ def stacked_weights(experts: Sequence[MLP]) -> tuple[_Stack, bool]:
     return _Stack(w, b, s, st.params, st.ptrs, ids), True
 
 
-def choose_capacity(counts: torch.Tensor, overflow_cost: float = 32.0) -> int:
+def choose_capacity(counts: torch.Tensor, overflow_cost: float = 64.0) -> int:
     """Padded group size C minimising E C + sum over experts above C of (overflow_cost + excess)."""
     counts = counts.to(torch.int64)
     cand = torch.unique(torch.cat([counts, counts.new_zeros(1)]))
@@ -151,7 +151,7 @@ def choose_capacity(counts: torch.Tensor, overflow_cost: float = 32.0) -> int:
 def _check(x: torch.Tensor, routing, experts: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
     if len(experts) == 0:
         raise ValueError("experts: expected at least one expert, got none")
-    x = validate.tensor(x, "x", ndim=2)
+    x = validate.tensor(x, "x", ndim=2, finite=False)  # NaN propagates, as in the loop
     if not x.is_floating_point():
         raise ValueError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
     pdtype = next((p.dtype for p in experts[0].parameters()), x.dtype)
@@ -187,7 +187,7 @@ def _act(h: torch.Tensor, slope: torch.Tensor | None, inplace: bool) -> torch.Te
 
 
 def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_out: int | None = None,
-                    *, overflow_cost: float = 32.0) -> torch.Tensor:
+                    *, overflow_cost: float = 64.0) -> torch.Tensor:
     """Sparse MoE output sum_j routing.weight[:, j] * experts[routing.idx[:, j]](x), shape (N, d_out).
 
     Exact for any k and routing (empty experts included), float32 and float64, differentiable in
