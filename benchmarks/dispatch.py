@@ -5,8 +5,7 @@ hidden width h, it times (no autograd, median of ``--runs`` runs after one warm-
 interleaved run by run so that load from other processes hits them alike):
 
 - limit:   one matmul pair carrying the same active FLOPs, x[N k, d] @ W1[d, h] @ W2[h, d];
-- loop:    ``moe_lib.MoE.forward`` (the per-expert Python loop; ``--loop copy`` times
-           ``dispatch.loop_forward``, a verbatim copy kept for after MoE.forward calls grouped dispatch);
+- loop:    ``moe_lib.MoE.forward`` with its default ``dispatch="loop"`` (one call per routed expert);
 - grouped: ``moe_lib.models.dispatch.grouped_forward``;
 - dense:   ``dispatch.dense_reference``, every expert on every token (E / k times the active FLOPs).
 
@@ -44,12 +43,8 @@ def bench(n_exp: int, k: int, experts, args) -> dict:
     xl, w1, w2 = torch.randn(n * k, d), torch.randn(d, h) / d ** 0.5, torch.randn(h, d) / h ** 0.5
     with torch.no_grad():
         r = moe.route(x)
-        if args.loop == "copy":
-            def loop():
-                return dispatch.loop_forward(x, r, moe.experts, d)
-        else:
-            def loop():
-                return moe(x, r)
+        def loop():
+            return moe(x, r)   # MoE's default dispatch: one call per routed expert
         fns = {"limit": lambda: (xl @ w1) @ w2, "loop": loop,
                "grouped": lambda: dispatch.grouped_forward(x, r, moe.experts, d)}
         dense_on = n_exp <= args.dense_max_experts
@@ -103,7 +98,6 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--dense-runs", type=int, default=5)
     p.add_argument("--dense-max-experts", type=int, default=1024)
-    p.add_argument("--loop", choices=("moe", "copy"), default="moe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dispatch.md")
     args = p.parse_args()

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import validate
-from ..experts import MLP, PReLU  # the integrator repoints this when experts.py moves into models/
+from .experts import MLP, PReLU
 
 
 @dataclass
@@ -269,18 +269,4 @@ def dense_reference(x: torch.Tensor, routing, experts: Sequence[nn.Module]) -> t
     for e, f in enumerate(experts):
         term = mask[:, e:e + 1] * f(x)
         out = term if out is None else out + term
-    return out
-
-
-def loop_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_out: int) -> torch.Tensor:
-    """A verbatim copy of the per-expert Python loop of ``MoE.forward`` before grouped dispatch."""
-    n, k = routing.idx.shape
-    out = x.new_zeros(n, d_out)
-    flat_idx = routing.idx.reshape(-1)
-    flat_w = routing.weight.reshape(-1).to(x.dtype)
-    rows = torch.arange(n).repeat_interleave(k)
-    for e in torch.unique(flat_idx).tolist():
-        sel = flat_idx == e
-        tok = rows[sel]
-        out.index_add_(0, tok, experts[e](x[tok]) * flat_w[sel, None])
     return out

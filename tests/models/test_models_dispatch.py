@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import moe_lib as ml
-from moe_lib.models.dispatch import choose_capacity, dense_reference, grouped_forward, loop_forward
+from moe_lib.models.dispatch import choose_capacity, dense_reference, grouped_forward
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,8 @@ def test_non_mlp_experts_take_the_segment_loop():
     experts = [torch.nn.Linear(5, 3, dtype=torch.float64) for _ in range(4)]
     x = torch.randn(100, 5, dtype=torch.float64)
     r = random_routing(100, 4, 2, torch.float64)
-    assert torch.allclose(grouped_forward(x, r, experts), loop_forward(x, r, experts, 3), atol=1e-12)
+    layer = ml.MoE(experts, ml.TopKGate(5, 4, 2, dtype=torch.float64), 5, 3)
+    assert torch.allclose(grouped_forward(x, r, experts), layer(x, routing=r), atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
