@@ -24,6 +24,7 @@ import torch
 
 from .. import geometry as geo
 from .. import validate
+from ..analysis import slope_interval
 from ..validate import DTYPE
 
 #: The kink of the Thm 3.1 target: g(t) = ReLU(t - KINK)^2.
@@ -181,15 +182,6 @@ def _studentized_range_quantile(level: float, k: int, df: int) -> float:
 
 
 def slope_with_se(x, y) -> tuple[float, float]:
-    """Least-squares slope of log y on log x and its standard error (residual variance on
-    n - 2 degrees of freedom); needs n >= 3 points."""
-    lx = torch.log(torch.as_tensor(x, dtype=DTYPE).reshape(-1))
-    ly = torch.log(torch.as_tensor(y, dtype=DTYPE).reshape(-1))
-    if lx.numel() != ly.numel() or lx.numel() < 3:
-        raise ValueError(f"x, y: expected the same number (>= 3) of points, got {lx.numel()} "
-                         f"and {ly.numel()}")
-    cx = lx - lx.mean()
-    slope = float((cx * (ly - ly.mean())).sum() / (cx * cx).sum())
-    resid = ly - ly.mean() - slope * cx
-    se = math.sqrt(float((resid * resid).sum()) / (lx.numel() - 2) / float((cx * cx).sum()))
-    return slope, se
+    """(slope, standard error) of the least-squares log-log fit: ``analysis.slope_interval``'s."""
+    fit = slope_interval(x, y)
+    return fit["slope"], fit["se"]
