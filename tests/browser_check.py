@@ -44,6 +44,17 @@ RAW_TEX = [
     (re.compile(r"[\^_]\{"), "TeX sub/superscript"),
 ]
 
+# The navigated page itself, fully loaded (a load event of the initial about:blank can come first).
+WAIT_FOR_PAGE = """(async () => {
+  const t0 = Date.now();
+  while (!(location.href !== 'about:blank' && document.readyState === 'complete'
+           && document.head && document.body)) {
+    if (Date.now() - t0 > %d) return false;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  return true;
+})()"""
+
 WAIT_FOR_MATHJAX = """(async () => {
   const t0 = Date.now();
   const script = [...document.scripts].some(s => /mathjax|tex-(mml|chtml|svg)/i.test(s.src));
@@ -231,6 +242,16 @@ class Browser:
             raise RuntimeError(f"page script failed: {res['exceptionDetails']}")
         return res["result"].get("value")
 
+    def _wait_for_page(self, session: str) -> None:
+        """Until the navigated document is complete; a context destroyed by the navigation is retried."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.evaluate(session, WAIT_FOR_PAGE % 1000, timeout=5):
+                    return
+            except RuntimeError:  # the old document went away while we asked: ask the new one
+                time.sleep(0.05)
+
     # -- one page ------------------------------------------------------------------------------
     def inspect(self, url: str, mathjax_timeout_ms: int = 3000) -> PageReport:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
@@ -243,6 +264,7 @@ class Browser:
             self.call("Page.navigate", session=session, url=url)
             events = self._drain(session, until="Page.loadEventFired",
                                  deadline=time.monotonic() + self.timeout)
+            self._wait_for_page(session)
             rep.mathjax = self.evaluate(session, WAIT_FOR_MATHJAX % mathjax_timeout_ms,
                                         timeout=mathjax_timeout_ms / 1000 + 5)
             seen = self.evaluate(session, COLLECT)
