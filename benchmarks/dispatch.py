@@ -6,18 +6,28 @@ interleaved run by run so that load from other processes hits them alike):
 
 - limit:   one matmul pair carrying the same active FLOPs, x[N k, d] @ W1[d, h] @ W2[h, d];
 - loop:    ``moe_lib.MoE.forward`` with its default ``dispatch="loop"`` (one call per routed expert);
-- grouped: ``moe_lib.models.dispatch.grouped_forward``;
-- dense:   ``dispatch.dense_reference``, every expert on every token (E / k times the active FLOPs).
+- grouped: ``moe_lib.models.dispatch.grouped_forward`` (sort once, each expert on its block);
+- dense:   ``dispatch.dense_reference``, every expert on every token (E / k times the active FLOPs);
 
-and reports each time and limit / time in %. Markdown goes to stdout and to ``--out``.
+and two floors that no dispatch calling the BLAS per expert or per batch can beat, measured on the
+same routing with all bookkeeping done outside the timed region:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/dispatch.py            # full table (dense is slow)
+- blocks:  only the expert calls, each expert module on its pre-sorted block of rows;
+- padded:  the batched alternative, ``torch.baddbmm`` over pre-stacked weights (E, out, in) and
+           the rows padded to the largest load (E, C, d);
+- read:    one pass over every expert's weights (a sum): each weight must reach the CPU once per
+           forward, so limit / max(limit, read) is the most any dispatch can reach ("ceiling").
+
+% = limit time / time. Markdown goes to stdout and to ``--out``.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/dispatch.py            # the full table (a few minutes)
     PYTHONPATH=. .venv/bin/python benchmarks/dispatch.py --experts 8 64 --dense-max-experts 64
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -35,6 +45,26 @@ def _timed(f) -> float:
     return time.perf_counter() - t
 
 
+def _floors(moe, r, x) -> dict:
+    """The blocks, padded and read floors (see the module docstring), with their inputs prepared."""
+    flat = r.idx.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=moe.n_experts)
+    parts = x.index_select(0, order // r.idx.shape[1]).split(counts.tolist())
+    blocks = [(f, b) for f, b in zip(moe.experts, parts, strict=True) if b.shape[0]]
+    lins = [(f.net[0], f.net[2]) for f in moe.experts]
+    w1 = torch.stack([a.weight for a, _ in lins]).transpose(1, 2)
+    b1 = torch.stack([a.bias for a, _ in lins]).unsqueeze(1)
+    w2 = torch.stack([c.weight for _, c in lins]).transpose(1, 2)
+    b2 = torch.stack([c.bias for _, c in lins]).unsqueeze(1)
+    padded = x.new_zeros(moe.n_experts, int(counts.max()), x.shape[1])
+    for e, b in enumerate(parts):
+        padded[e, :b.shape[0]] = b
+    return {"blocks": lambda: [f(b) for f, b in blocks],
+            "padded": lambda: torch.baddbmm(b2, torch.baddbmm(b1, padded, w1).relu_(), w2),
+            "read": lambda: (w1.sum(), w2.sum())}
+
+
 def bench(n_exp: int, k: int, experts, args) -> dict:
     d, h, n = args.d, args.hidden, args.tokens
     gate = ml.TopKGate(d, n_exp, k)
@@ -46,21 +76,28 @@ def bench(n_exp: int, k: int, experts, args) -> dict:
         def loop():
             return moe(x, r)   # MoE's default dispatch: one call per routed expert
         fns = {"limit": lambda: (xl @ w1) @ w2, "loop": loop,
-               "grouped": lambda: dispatch.grouped_forward(x, r, moe.experts, d)}
+               "grouped": lambda: dispatch.grouped_forward(x, r, moe.experts, d), **_floors(moe, r, x)}
         dense_on = n_exp <= args.dense_max_experts
         if dense_on:
             fns["dense"] = lambda: dispatch.dense_reference(x, r, moe.experts)
         ref = loop()
         err = float((fns["grouped"]() - ref).abs().max())
         err_dense = float((fns["dense"]() - ref).abs().max()) if dense_on else float("nan")
+        runs = {name: args.dense_runs if name == "dense" else args.loop_runs if name == "loop" else args.runs
+                for name in fns}
         times = {name: [] for name in fns}
-        for run in range(max(args.runs, args.dense_runs if dense_on else 0)):
+        for run in range(max(runs.values())):
             for name, f in fns.items():
-                if run < (args.dense_runs if name == "dense" else args.runs):
+                if run < runs[name]:
                     times[name].append(_timed(f))
     med = {name: statistics.median(t) for name, t in times.items()}
-    return {"E": n_exp, "k": k, "med": med, "runs": {nm: len(t) for nm, t in times.items()},
-            "err": err, "err_dense": err_dense}
+    return {"E": n_exp, "k": k, "med": med, "runs": runs, "err": err, "err_dense": err_dense,
+            "rows": n * k / n_exp}
+
+
+def _cell(med: dict, name: str) -> str:
+    """'time ms (% of the limit)' for one method, or 'not run'."""
+    return f"{1e3 * med[name]:.1f} ({100 * med['limit'] / med[name]:.0f})" if name in med else "not run"
 
 
 def table(rows: list[dict], args, load: tuple) -> str:
@@ -68,21 +105,23 @@ def table(rows: list[dict], args, load: tuple) -> str:
         "# MoE dispatch against the matmul limit\n",
         f"N = {args.tokens} tokens, d = {args.d}, hidden {args.hidden}, 2-layer ReLU MLP experts, "
         f"top-k gate, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"no autograd. Times are medians of {args.runs} runs after one warm-up (dense: "
-        f"{args.dense_runs}); % = limit time / time, the limit being one matmul pair of the same "
-        f"active FLOPs (x[N k, d] @ W1[d, h] @ W2[h, d]). Load average (1 min) before/after: "
-        f"{load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores.\n",
-        "| E | k | limit ms | loop ms | loop % | grouped ms | grouped % | dense ms | dense % "
-        "| max abs diff grouped-loop | dense-loop |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"no autograd. Times are medians of {args.runs} runs after one warm-up (loop: "
+        f"{args.loop_runs}, dense: {args.dense_runs}); % = limit time / time, the limit being one "
+        f"matmul pair of the same active FLOPs (x[N k, d] @ W1[d, h] @ W2[h, d]). blocks = the "
+        f"expert calls alone on pre-sorted rows, padded = baddbmm over pre-stacked weights and "
+        f"padded rows, read = one pass over all expert weights; ceiling = limit / max(limit, read). "
+        f"Load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores.\n",
+        "| E | k | rows per expert | limit ms | loop ms (%) | grouped ms (%) | blocks ms (%) "
+        "| padded ms (%) | read ms | ceiling % | dense ms (%) | max abs diff grouped-loop | dense-loop |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         m = r["med"]
-        dense = (f"{1e3 * m['dense']:.0f} | {100 * m['limit'] / m['dense']:.1f}" if "dense" in m
-                 else "not run | -")
-        lines.append(f"| {r['E']} | {r['k']} | {1e3 * m['limit']:.1f} | {1e3 * m['loop']:.1f} | "
-                     f"{100 * m['limit'] / m['loop']:.0f} | {1e3 * m['grouped']:.1f} | "
-                     f"{100 * m['limit'] / m['grouped']:.0f} | {dense} | {r['err']:.1e} | "
+        lim = m["limit"]
+        cell = functools.partial(_cell, m)
+        lines.append(f"| {r['E']} | {r['k']} | {r['rows']:.0f} | {1e3 * lim:.1f} | {cell('loop')} | "
+                     f"{cell('grouped')} | {cell('blocks')} | {cell('padded')} | {1e3 * m['read']:.1f} | "
+                     f"{100 * lim / max(lim, m['read']):.0f} | {cell('dense')} | {r['err']:.1e} | "
                      f"{r['err_dense']:.1e} |")
     return "\n".join(lines) + "\n"
 
@@ -96,8 +135,9 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--loop-runs", type=int, default=3)
     p.add_argument("--dense-runs", type=int, default=5)
-    p.add_argument("--dense-max-experts", type=int, default=1024)
+    p.add_argument("--dense-max-experts", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dispatch.md")
     args = p.parse_args()

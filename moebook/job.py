@@ -35,7 +35,15 @@ _SITE = re.compile(r"/[^\s'\"]*?(?:site|dist)-packages")
 
 
 def code_root() -> Path:
-    """The folder that holds the moebook package (and, in a checkout, moe_lib)."""
+    """The folder whose moebook and moe_lib the chapters import.
+
+    The project in the working directory when it holds both packages: that moe_lib is the one the
+    cache key hashes, even when the moebook running this is installed from another checkout.
+    Otherwise (a worker started elsewhere, an installed wheel) the folder of this moebook package.
+    """
+    cwd = Path.cwd().resolve()
+    if (cwd / "moebook").is_dir() and (cwd / "moe_lib").is_dir():
+        return cwd
     return Path(__file__).resolve().parent.parent
 
 
@@ -79,14 +87,16 @@ def _package_dir(name: str) -> Path | None:
 
 
 def fingerprint() -> dict:
-    """Python, every installed distribution's version, and the moebook and moe_lib sources in use."""
+    """Python, every installed distribution's version, and the moebook and moe_lib sources chapters use."""
     packages = {}
     for d in metadata.distributions():
         name = d.metadata["Name"]
         if name:
             packages[re.sub(r"[-_.]+", "-", name.lower())] = d.version
+    root = code_root()  # the sources the chapters will import, not necessarily the ones running this
+    lib = root / "moe_lib" if (root / "moe_lib").is_dir() else _package_dir("moe_lib")
     return {"python": sys.version.split()[0], "packages": packages,
-            "moebook": _tree_digest(Path(__file__).parent), "moe_lib": _tree_digest(_package_dir("moe_lib"))}
+            "moebook": _tree_digest(root / "moebook"), "moe_lib": _tree_digest(lib)}
 
 
 def fingerprint_differences(mine: dict, theirs: dict) -> list[str]:

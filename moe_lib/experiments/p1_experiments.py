@@ -171,3 +171,19 @@ def bootstrap_median_interval(values, n_boot: int = 2000, level: float = 0.9, se
     med = np.median(v[rng.integers(0, v.size, (n_boot, v.size))], axis=1)
     a = (1 - level) / 2
     return float(np.quantile(med, a)), float(np.quantile(med, 1 - a))
+
+
+def verdict(comparisons: list[tuple[str, float, float]], prefix: str) -> str:
+    """'competitive at K = 4, 16; not competitive at K = 64' for the (name, value, threshold) rows
+    whose name starts with ``prefix`` (names read '<prefix>, K = <K>: ...'; competitive: value <= threshold).
+    """
+    rows = [(name.split(":")[0].split("K = ")[1], v <= thr) for name, v, thr in comparisons
+            if name.startswith(prefix)]
+    yes, no = [k for k, ok in rows if ok], [k for k, ok in rows if not ok]
+    parts = []
+    if yes:
+        parts.append("competitive at " + ("every K" if not no else "K = " + ", ".join(yes)))
+    if no:
+        parts.append("not competitive at " + ("any K" if not yes else "K = " + ", ".join(no)))
+    return "; ".join(parts)
+

@@ -172,3 +172,19 @@ def test_fingerprints_name_what_differs():
 def _no_leftover_dask_dirs():
     yield
     shutil.rmtree(Path.cwd() / "dask-worker-space", ignore_errors=True)
+
+
+def test_chapters_import_the_project_in_the_working_directory(tmp_path, monkeypatch):
+    # moebook installed from one checkout, run in another: kernels and fingerprints must use the
+    # project's sources (the ones the cache key hashes), not the installed checkout's
+    for pkg in ("moebook", "moe_lib"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("X = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert job.code_root() == tmp_path.resolve()
+    assert job.kernel_env({"PATH": "/usr/bin"})["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path.resolve())
+    before = job.fingerprint()
+    (tmp_path / "moe_lib" / "__init__.py").write_text("X = 2\n")
+    assert job.fingerprint()["moe_lib"] != before["moe_lib"]
+    assert job.fingerprint_differences(before, job.fingerprint()) == [
+        f"moe_lib sources {job.fingerprint()['moe_lib']} (client {before['moe_lib']})"]
