@@ -27,12 +27,28 @@ def _on_signal(signum, _frame):
     raise Interrupted(signum)
 
 
-def cmd_list(_args) -> int:
+def cmd_list(args) -> int:
     chapters = all_chapters()
     w = max([len("id")] + [len(c.id) for c in chapters])
-    print(f"{'id':<{w}}  {'short':<16} {'result':<18} paper  title")
+    if args.profile is None:
+        print(f"{'id':<{w}}  {'short':<16} {'result':<18} paper  title")
+        for c in chapters:
+            print(f"{c.id:<{w}}  {c.alias:<16} {c.label:<18} {c.paper:<5}  {c.title}")
+        return 0
+    from . import store
+    from .build import claims_cell
+    if args.profile == "full":
+        full_profile(chapters)
+    print(f"{'id':<{w}}  {'state':<21} {'seconds':>8}  claims held, by kind")
     for c in chapters:
-        print(f"{c.id:<{w}}  {c.alias:<16} {c.label:<18} {c.paper:<5}  {c.title}")
+        p = plan(c, parameters(c, args.profile), args.profile, custom=False)
+        s = store.state(p.entry, p.key)
+        what = "fresh" if s.fresh else s.reason.split(":")[0]
+        if not s.fresh and p.entry.failed.exists():
+            what += ", failed"  # the last run failed; its notebook is kept beside the entry
+        rec = s.record or {}
+        print(f"{c.id:<{w}}  {what:<21} {float(rec.get('seconds', 0.0)):>8.1f}  "
+              f"{claims_cell(rec.get('claims', [])) if rec else '-'}")
     return 0
 
 
@@ -127,7 +143,12 @@ def _workers(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="moebook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="every chapter: id, short id, result, paper, title").set_defaults(fn=cmd_list)
+    ls = sub.add_parser("list", help="every chapter: id, short id, result, paper, title; with --profile, "
+                                     "the state of its executed notebooks")
+    ls.add_argument("--profile", choices=PROFILES, default=None,
+                    help="per chapter: fresh / stale / not executed / corrupt (and failed when the last "
+                         "run failed), recorded seconds, claims held by kind")
+    ls.set_defaults(fn=cmd_list)
 
     run = sub.add_parser("run", help="execute chapters into _build/executed/<profile>/ "
                                      "(_build/runs/ with -p)")

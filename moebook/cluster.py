@@ -15,7 +15,7 @@ import sys
 import threading
 import uuid
 
-from . import job
+from . import job, store
 from .errors import UsageError
 from .execute import Plan, Result, cached, finish, make_job, report
 from .job import execute, fingerprint, fingerprint_differences
@@ -148,6 +148,13 @@ class Counter:
                 self.stream.flush()
 
 
+def longest_first(pending: list) -> list:
+    """(index, plan, note) triples by the last recorded run time of each entry, longest first, so the
+    longest chapters do not start last; chapters never run keep their order, after the others. A
+    stale record still tells how long the chapter took."""
+    return sorted(pending, key=lambda t: -store.seconds(t[1].entry))
+
+
 def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
                 cluster: Cluster) -> list[Result]:
     from distributed import KilledWorker, as_completed
@@ -165,6 +172,7 @@ def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
             results[i] = r
         else:
             pending.append((i, p, note))
+    pending = longest_first(pending)
     counter = Counter(len(pending))
     futures = {}
     run_id = uuid.uuid4().hex[:8]

@@ -79,6 +79,30 @@ def test_list(fresh, capsys):
     assert "p9_a_good" in out and "p9_b_1" in out and "Bad" in out
 
 
+def test_list_with_a_profile_shows_each_notebooks_state(project, capsys):
+    assert cli.main(["list", "--profile", "book"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["p9_a_good"].split()[1] == "fresh" and "theorem 1/1, derived 0/1 (1 finding)" in rows["p9_a_good"]
+    assert "not executed, failed" in rows["p9_b_bad"]  # failed, and no earlier good notebook
+    (project / "notebooks" / "p9_a_good.md").write_text(
+        (project / "notebooks" / "p9_a_good.md").read_text() + "\n")
+    assert cli.main(["list", "--profile", "book"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["p9_a_good", "stale"]
+
+
+def test_cluster_runs_submit_the_longest_known_chapters_first(tmp_path):
+    from moebook import cluster
+    entries = {}
+    for name, secs in (("a", None), ("b", 5.0), ("c", 50.0), ("d", None)):
+        e = store.Entry(tmp_path / name, name)
+        if secs is not None:
+            e.sidecar.parent.mkdir(parents=True, exist_ok=True)
+            e.sidecar.write_text(json.dumps({"seconds": secs}))
+        entries[name] = e
+    plans = [(i, type("P", (), {"entry": entries[n]})(), "") for i, n in enumerate("abcd")]
+    assert [t[0] for t in cluster.longest_first(plans)] == [2, 1, 0, 3]
+
+
 def test_run_end_to_end(template):
     root, proc = template
     assert proc.returncode == 1, proc.stderr  # one chapter failed, the other still ran
