@@ -82,7 +82,8 @@ def test_list(fresh, capsys):
 def test_list_with_a_profile_shows_each_notebooks_state(project, capsys):
     assert cli.main(["list", "--profile", "book"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["p9_a_good"].split()[1] == "fresh" and "theorem 1/1, derived 0/1 (1 finding)" in rows["p9_a_good"]
+    assert rows["p9_a_good"].split()[1] == "fresh"
+    assert "theorem 1/1, derived 0/1 (1 finding)" in rows["p9_a_good"]
     assert "not executed, failed" in rows["p9_b_bad"]  # failed, and no earlier good notebook
     (project / "notebooks" / "p9_a_good.md").write_text(
         (project / "notebooks" / "p9_a_good.md").read_text() + "\n")
