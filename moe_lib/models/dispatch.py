@@ -1,35 +1,156 @@
-"""Grouped sparse dispatch for the MoE layer: tokens sorted by expert, each expert run once on its block.
+"""Grouped sparse dispatch for the MoE layer: experts run as batched matmuls over padded groups.
 
 ``grouped_forward(x, routing, experts)`` computes y(x) = sum_j w_j(x) f_{e_j(x)}(x) like the loop in
-``MoE.forward``, with O(N k log(N k)) bookkeeping instead of the loop's O(N k E) row selection:
+``MoE.forward``, but with a constant number of large operations instead of ~8 small ones per expert:
 
-1. the N k (token, slot) pairs are sorted by expert (a stable argsort), so each expert's rows form
-   one contiguous block of the sorted input, in token order;
-2. each expert module is called once on its block (a view, no copy; empty experts are skipped);
-3. the outputs are put back in (token, slot) order and combined with the gate weights.
+1. the N k (token, slot) pairs are sorted by expert (a stable argsort);
+2. each expert's first C rows go into a zero-padded block (E, C, d) and every affine map of the
+   MLP experts runs as one ``torch.baddbmm`` over the stacked weights (E, out, in);
+3. experts with more than C rows run their remaining rows as one matmul per layer (views, no copy);
+4. the outputs are gathered back to (N, k, d_out) and combined with the gate weights.
 
-Each expert sees exactly the rows, in the same order, that the loop gives it, so with k = 1 the
-output equals the loop's bit for bit; with k >= 2 the k terms are summed in slot order (equal up
-to rounding). Any expert module works, in any dtype, and autograd reaches x, the routing weights
-and the experts' parameters.
+C minimises E C + sum_e [c_e > C] (overflow_cost + c_e - C) over the expert loads c_e: padding
+rows are paid for in the batched matmul, an overflowing expert pays one small op per layer (about
+``overflow_cost`` rows' worth of time). ``C = max c_e`` is plain padded bmm.
 
-Why not padded batched matmuls over stacked expert weights (``torch.baddbmm`` on (E, C, d) groups,
-or ``torch._grouped_mm``): we built and measured them (``benchmarks/dispatch.py``); on a CPU each
-batch entry is still one small GEMM of the BLAS, so they were no faster than these per-expert calls
-once the sort removes the loop's selection cost, and they cost padding, a re-homed copy of the
-weights and a second code path for gradients. What remains between this and the matmul limit is the
-BLAS rate on small blocks and the traffic of reading every expert's weights once (the benchmark
-reports both floors).
+Stacked weights: in inference (no parameter needs a gradient) the experts' parameters are re-homed
+once into stacked tensors and each parameter becomes a view of its slice, as ``nn.LSTM``'s
+``flatten_parameters`` does; the stack then always holds the current values and costs no copy per
+call. It is rebuilt when any parameter no longer points into it (``.to()``, reassignment). When
+gradients are needed the stack is ``torch.stack`` of the parameters, so autograd reaches them.
+
+Why batched and not one call per expert on its sorted rows: torch splits a bmm's batch (whole
+experts) across its threads, but a single small GEMM only within itself, and every small multi-
+threaded op waits for all threads (badly so when other processes share the cores).
+``benchmarks/dispatch.py`` measures both, and ``torch._grouped_mm``, as floors beside this function.
+
+Experts that are not uniform ``MLP``s (other modules, mixed shapes, forward hooks) take a sorted
+segment loop that calls each expert module on its rows, with the same results.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import validate
+from .experts import MLP, PReLU
+
+
+@dataclass
+class _Stack:
+    """Per layer: weights (E, out, in), biases (E, out); per hidden activation: slopes (E,) or None."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    slopes: list[torch.Tensor | None]
+    params: list[nn.Parameter]
+    ptrs: list[int]
+    ids: tuple[int, ...]
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _mlp_params(m: MLP) -> tuple[list[nn.Linear], list[PReLU | None]]:
+    lins, acts = [], []
+    for mod in m.net:
+        if isinstance(mod, nn.Linear):
+            lins.append(mod)
+        else:
+            acts.append(mod if isinstance(mod, PReLU) else None)
+    return lins, acts
+
+
+def _uniform_mlps(experts: Sequence[nn.Module]) -> bool:
+    """True when every expert is an ``MLP`` of one shape, activation and dtype, without hooks."""
+    first = experts[0]
+    if not isinstance(first, MLP):
+        return False
+    sig = [(type(m), tuple(p.shape), p.dtype) for m in first.net for p in m.parameters()]
+    for m in experts:
+        if not isinstance(m, MLP) or m._forward_hooks or m._forward_pre_hooks:
+            return False
+        if any(sub._forward_hooks or sub._forward_pre_hooks for sub in m.net):
+            return False
+        if [(type(s), tuple(p.shape), p.dtype) for s in m.net for p in s.parameters()] != sig:
+            return False
+    return True
+
+
+def _flatten(experts: Sequence[MLP]) -> _Stack:
+    """Re-home the experts' parameters into stacked tensors (each parameter a view of its slice)."""
+    per = [_mlp_params(m) for m in experts]
+    weights, biases, slopes, params = [], [], [], []
+    with torch.no_grad():
+        for i in range(len(per[0][0])):
+            for attr, out in (("weight", weights), ("bias", biases)):
+                stack = torch.stack([getattr(lins[i], attr).detach() for lins, _ in per])
+                for e, (lins, _) in enumerate(per):
+                    p = getattr(lins[i], attr)
+                    p.data = stack[e]
+                    params.append(p)
+                out.append(stack)
+        for i in range(len(per[0][1])):
+            if per[0][1][i] is None:
+                slopes.append(None)
+                continue
+            stack = torch.stack([acts[i].a.detach() for _, acts in per])
+            for e, (_, acts) in enumerate(per):
+                acts[i].a.data = stack[e]
+                params.append(acts[i].a)
+            slopes.append(stack)
+    return _Stack(weights, biases, slopes, params, [p.data_ptr() for p in params],
+                  tuple(id(m) for m in experts))
+
+
+def _current_params(experts: Sequence[MLP]) -> list[nn.Parameter]:
+    """The parameters in ``_flatten``'s order (weights, biases per layer, then slopes), read cheaply."""
+    per = [[mod for mod in m.net._modules.values() if isinstance(mod, nn.Linear)] for m in experts]
+    out = [lins[i]._parameters[a] for i in range(len(per[0])) for a in ("weight", "bias") for lins in per]
+    acts = [[mod for mod in m.net._modules.values() if isinstance(mod, PReLU)] for m in experts]
+    out += [a[i]._parameters["a"] for i in range(len(acts[0])) for a in acts]
+    return out
+
+
+def stacked_weights(experts: Sequence[MLP]) -> tuple[_Stack, bool]:
+    """The experts' stacked parameters and whether autograd must reach them.
+
+    Without gradients: the cached zero-copy stack (re-homed on first use or when stale). With
+    gradients: ``torch.stack`` of the parameters (a differentiable copy).
+    """
+    key = experts[0]
+    st = _CACHE.get(key)
+    ids = tuple(id(m) for m in experts)
+    current = _current_params(experts)
+    if (st is None or st.ids != ids or len(current) != len(st.params)
+            or any(p is not q or p.data_ptr() != ptr
+                   for p, q, ptr in zip(current, st.params, st.ptrs, strict=True))):
+        st = _flatten(experts)
+        _CACHE[key] = st
+    need_grad = torch.is_grad_enabled() and any(p.requires_grad for p in current)
+    if not need_grad:
+        return st, False
+    per = [_mlp_params(m) for m in experts]
+    w = [torch.stack([lins[i].weight for lins, _ in per]) for i in range(len(st.weights))]
+    b = [torch.stack([lins[i].bias for lins, _ in per]) for i in range(len(st.biases))]
+    s = [None if st.slopes[i] is None else torch.stack([acts[i].a for _, acts in per])
+         for i in range(len(st.slopes))]
+    return _Stack(w, b, s, st.params, st.ptrs, ids), True
+
+
+def choose_capacity(counts: torch.Tensor, overflow_cost: float = 64.0) -> int:
+    """Padded group size C minimising E C + sum over experts above C of (overflow_cost + excess)."""
+    counts = counts.to(torch.int64)
+    cand = torch.unique(torch.cat([counts, counts.new_zeros(1)]))
+    excess = (counts[None, :] - cand[:, None]).clamp(min=0)
+    cost = counts.numel() * cand + excess.sum(1) + overflow_cost * (excess > 0).sum(1)
+    return int(cand[torch.argmin(cost)])
 
 
 def _check(x: torch.Tensor, routing, experts: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,30 +185,82 @@ def _check(x: torch.Tensor, routing, experts: Sequence[nn.Module]) -> tuple[torc
     return idx.to(torch.int64), w.to(x.dtype)
 
 
-def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module],
-                    d_out: int | None = None) -> torch.Tensor:
+def _act(h: torch.Tensor, slope: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    if slope is None:
+        return h.relu_() if inplace else torch.relu(h)
+    return torch.maximum(h, slope * h)
+
+
+def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_out: int | None = None,
+                    *, overflow_cost: float = 64.0) -> torch.Tensor:
     """Sparse MoE output sum_j routing.weight[:, j] * experts[routing.idx[:, j]](x), shape (N, d_out).
 
-    Exact for any k and routing (empty experts included), differentiable. ``d_out`` is needed only
-    when the batch is empty and the experts do not declare ``d_out``.
+    Exact for any k and routing (empty experts included), float32 and float64, differentiable in
+    x, the routing weights and the experts' parameters. ``d_out`` is needed only for non-MLP experts
+    when no row is routed at all.
     """
     idx, w = _check(x, routing, experts)
     n, k = idx.shape
+    n_exp = len(experts)
+    if d_out is None:
+        d_out = getattr(experts[0], "d_out", None)
     if n == 0:
-        d_out = getattr(experts[0], "d_out", None) if d_out is None else d_out
         if d_out is None:
             raise ValueError("d_out: expected the experts' output size for an empty batch, got None")
         return x.new_zeros(0, d_out)
     flat = idx.reshape(-1)
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=len(experts)).tolist()
-    blocks = x.index_select(0, order // k).split(counts)  # each expert's rows, contiguous, in token order
-    outs = [experts[e](b) for e, b in enumerate(blocks) if counts[e]]
-    ys = torch.cat(outs) if len(outs) > 1 else outs[0]
-    back = torch.empty_like(order)
-    back[order] = torch.arange(n * k)
-    y = ys.index_select(0, back).view(n, k, -1)  # (token, slot) order again
+    counts = torch.bincount(flat, minlength=n_exp)
+    xs = x.index_select(0, order // k)  # rows in expert order
+    if _uniform_mlps(experts):
+        ys, pos = _padded_mlp(xs, flat[order], counts, experts, overflow_cost)
+    else:
+        ys, pos = _segment_loop(xs, counts, experts), torch.arange(n * k)
+    where = torch.empty_like(pos)
+    where[order] = pos
+    y = ys.index_select(0, where).view(n, k, -1)
     return (y * w.unsqueeze(-1)).sum(dim=1)
+
+
+def _padded_mlp(xs: torch.Tensor, sorted_e: torch.Tensor, counts: torch.Tensor, experts: Sequence[MLP],
+                overflow_cost: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs of the sorted rows as one tensor, and each sorted row's position in it."""
+    n_exp, nk = counts.numel(), xs.shape[0]
+    st, grad = stacked_weights(experts)
+    cap = choose_capacity(counts, overflow_cost)
+    starts = counts.cumsum(0) - counts
+    rank = torch.arange(nk) - starts[sorted_e]
+    inslot = rank < cap
+    pos = torch.where(inslot, sorted_e * cap + rank, n_exp * cap + torch.cumsum(~inslot, 0) - 1)
+    parts = []
+    if cap > 0:
+        if bool(inslot.all()) and cap * n_exp == nk:
+            h = xs
+        else:
+            h = xs.new_zeros(n_exp * cap, xs.shape[1]).index_copy(0, pos[inslot], xs[inslot])
+        h = h.view(n_exp, cap, -1)
+        for i, (wt, b) in enumerate(zip(st.weights, st.biases, strict=True)):
+            h = torch.baddbmm(b.unsqueeze(1), h, wt.transpose(1, 2))
+            if i < len(st.slopes):
+                s = st.slopes[i]
+                h = _act(h, None if s is None else s.view(-1, 1, 1), not grad)
+        parts.append(h.reshape(n_exp * cap, -1))
+    over = (counts > cap).nonzero().flatten().tolist()
+    if over:
+        segs = xs[~inslot].split((counts[over] - cap).tolist())
+        for e, h in zip(over, segs, strict=True):
+            for i, (wt, b) in enumerate(zip(st.weights, st.biases, strict=True)):
+                h = F.linear(h, wt[e], b[e])
+                if i < len(st.slopes):
+                    h = _act(h, None if st.slopes[i] is None else st.slopes[i][e], not grad)
+            parts.append(h)
+    return (torch.cat(parts) if len(parts) > 1 else parts[0]), pos
+
+
+def _segment_loop(xs: torch.Tensor, counts: torch.Tensor, experts: Sequence[nn.Module]) -> torch.Tensor:
+    """Fallback: each expert module called once on its contiguous block of sorted rows."""
+    segs = xs.split(counts.tolist())
+    return torch.cat([experts[e](s) for e, s in enumerate(segs) if s.shape[0] > 0])
 
 
 def dense_reference(x: torch.Tensor, routing, experts: Sequence[nn.Module]) -> torch.Tensor:

@@ -61,9 +61,8 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor, routing: Routing | None = None) -> torch.Tensor:
         """Sparse dispatch: each expert sees only the rows routed to it. ``dispatch="loop"`` runs one
         call per routed expert, so with k = 1 each row is its expert's output bit for bit;
-        ``"grouped"`` (``dispatch.grouped_forward``) sorts tokens by expert once and runs each expert
-        on its contiguous block: much faster with many experts, bit for bit the loop's output with
-        k = 1 and equal up to rounding otherwise. An explicit
+        ``"grouped"`` (``dispatch.grouped_forward``) sorts tokens by expert and runs the experts as
+        batched matmuls: much faster with many experts, equal up to rounding. An explicit
         ``routing`` is checked against x and the number of experts."""
         x = self._input(x)
         r = self.route(x) if routing is None else routing.checked(x.shape[0], self.n_experts)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import moe_lib as ml
-from moe_lib.models.dispatch import dense_reference, grouped_forward
+from moe_lib.models.dispatch import choose_capacity, dense_reference, grouped_forward
 
 
 @pytest.fixture(autouse=True)
@@ -40,13 +40,14 @@ def test_grouped_equals_dense_reference(n_exp, k, dtype):
     assert (y - moe(x, r)).abs().max() <= 1e-6
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_k1_equals_the_loop_bit_for_bit(dtype):
-    # each expert sees the rows the loop gives it, in the same order (odd d: blocks start unaligned)
-    moe = layer(16, 1, dtype, d=5, d_out=3)
-    x = torch.randn(333, 5, dtype=dtype)
+@pytest.mark.parametrize("cost", [0.0, 4.0, 1e9])
+def test_every_capacity_choice_is_exact(cost):
+    # cost 0: small padded groups and many overflowing experts; 1e9: C = max load, no overflow
+    moe = layer(8, 2, torch.float64)
+    x = torch.randn(300, 5, dtype=torch.float64)
     r = moe.route(x)
-    assert torch.equal(grouped_forward(x, r, moe.experts), moe(x, r))
+    assert torch.allclose(grouped_forward(x, r, moe.experts, overflow_cost=cost),
+                          dense_reference(x, r, moe.experts), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -71,7 +72,7 @@ def test_prelu_and_deeper_experts():
     assert torch.allclose(grouped_forward(x, moe.route(x), moe.experts), moe.dense_forward(x), atol=1e-12)
 
 
-def test_non_mlp_experts():
+def test_non_mlp_experts_take_the_segment_loop():
     experts = [torch.nn.Linear(5, 3, dtype=torch.float64) for _ in range(4)]
     x = torch.randn(100, 5, dtype=torch.float64)
     r = random_routing(100, 4, 2, torch.float64)
@@ -93,24 +94,29 @@ def test_gradients_match_the_dense_reference(k, dtype):
         moe.zero_grad()
         loss = ((fn(xg, ml.Routing(r.idx, wg), moe.experts) - target) ** 2).sum()
         loss.backward()
-        # experts that receive no row are not called, so their grad stays None (as with the loop)
-        grads.append([xg.grad, wg.grad] + [torch.zeros_like(p) if p.grad is None else p.grad.clone()
-                                           for p in moe.experts.parameters()])
+        grads.append([xg.grad, wg.grad] + [p.grad.clone() for p in moe.experts.parameters()])
     tol = 1e-5 if dtype == torch.float32 else 1e-10
     for g1, g2 in zip(*grads, strict=True):
         assert torch.allclose(g1, g2, atol=tol, rtol=0)
 
 
-def test_follows_parameter_updates():
+def test_stack_follows_parameter_updates():
     moe = layer(4, 1, torch.float64)
     x = torch.randn(40, 5, dtype=torch.float64)
     r = moe.route(x)
     with torch.no_grad():
-        grouped_forward(x, r, moe.experts)
+        grouped_forward(x, r, moe.experts)  # builds the stack
         for p in moe.experts.parameters():
-            p.mul_(1.5)
+            p.mul_(1.5)  # in place: the stack aliases the parameters
         moe.experts[2].net[0].weight = torch.nn.Parameter(torch.randn(12, 5, dtype=torch.float64))
         assert torch.allclose(grouped_forward(x, r, moe.experts), dense_reference(x, r, moe.experts))
+
+
+def test_choose_capacity():
+    assert choose_capacity(torch.tensor([5, 5, 5, 5])) == 5
+    assert choose_capacity(torch.tensor([0, 0, 0, 7])) == 7  # 4 x 7 padded rows < 7 rows + one op (32)
+    assert choose_capacity(torch.tensor([0, 0, 0, 7]), overflow_cost=1.0) == 0  # now the op is cheaper
+    assert choose_capacity(torch.tensor([1, 1, 1, 200]), overflow_cost=8.0) == 1
 
 
 @pytest.mark.parametrize("make, message", [
