@@ -149,10 +149,14 @@ class Counter:
 
 
 def longest_first(pending: list) -> list:
-    """(index, plan, note) triples by the last recorded run time of each entry, longest first, so the
-    longest chapters do not start last; chapters never run keep their order, after the others. A
-    stale record still tells how long the chapter took."""
-    return sorted(pending, key=lambda t: -store.seconds(t[1].entry))
+    """(index, plan, note) triples in the order to submit them, so that long chapters do not start
+    last: chapters without a recorded run time first, in their order (an interrupted run leaves the
+    long ones unrecorded), then the others by their last recorded time, longest first (a stale
+    record still tells how long the chapter took)."""
+    def key(t):
+        s = store.seconds(t[1].entry)
+        return (s > 0, -s)
+    return sorted(pending, key=key)
 
 
 def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
