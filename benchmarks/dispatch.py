@@ -6,14 +6,14 @@ interleaved run by run so that load from other processes hits them alike):
 
 - limit:   one matmul pair carrying the same active FLOPs, x[N k, d] @ W1[d, h] @ W2[h, d];
 - loop:    ``moe_lib.MoE.forward`` with its default ``dispatch="loop"`` (one call per routed expert);
-- grouped: ``moe_lib.models.dispatch.grouped_forward`` (sort once, each expert on its block);
+- grouped: ``moe_lib.models.dispatch.grouped_forward`` (sorted by expert, padded batched matmuls);
 - dense:   ``dispatch.dense_reference``, every expert on every token (E / k times the active FLOPs);
 
-and two floors that no dispatch calling the BLAS per expert or per batch can beat, measured on the
-same routing with all bookkeeping done outside the timed region:
+and, on the same routing with all bookkeeping done before the timed region, what the expert
+computation alone costs in each form (floors for a dispatch of that form):
 
 - blocks:  only the expert calls, each expert module on its pre-sorted block of rows;
-- padded:  the batched alternative, ``torch.baddbmm`` over pre-stacked weights (E, out, in) and
+- padded:  the batched form (what grouped does), ``torch.baddbmm`` over pre-stacked weights (E, out, in) and
            the rows padded to the largest load (E, C, d);
 - gmm:     the packed alternative, torch's private grouped GEMM ``torch._grouped_mm`` over the
            sorted rows and the pre-stacked weights (float32 only; no autograd on CPU in 2.13);
