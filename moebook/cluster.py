@@ -148,7 +148,7 @@ class Counter:
                 self.stream.flush()
 
 
-def longest_first(pending: list) -> list:
+def submission_order(pending: list) -> list:
     """(index, plan, note) triples in the order to submit them, so that long chapters do not start
     last: chapters without a recorded run time first, in their order (an interrupted run leaves the
     long ones unrecorded), then the others by their last recorded time, longest first (a stale
@@ -176,7 +176,7 @@ def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
             results[i] = r
         else:
             pending.append((i, p, note))
-    pending = longest_first(pending)
+    pending = submission_order(pending)
     counter = Counter(len(pending))
     futures = {}
     run_id = uuid.uuid4().hex[:8]

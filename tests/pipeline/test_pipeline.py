@@ -101,7 +101,7 @@ def test_cluster_runs_submit_the_longest_known_chapters_first(tmp_path):
             e.sidecar.write_text(json.dumps({"seconds": secs}))
         entries[name] = e
     plans = [(i, type("P", (), {"entry": entries[n]})(), "") for i, n in enumerate("abcd")]
-    assert [t[0] for t in cluster.longest_first(plans)] == [0, 3, 2, 1]  # unknown first, then longest
+    assert [t[0] for t in cluster.submission_order(plans)] == [0, 3, 2, 1]  # unknown first, then longest
 
 
 def test_run_end_to_end(template):
