@@ -40,6 +40,7 @@ def cmd_list(args) -> int:
     if args.profile == "full":
         full_profile(chapters)
     print(f"{'id':<{w}}  {'state':<21} {'seconds':>8}  claims held, by kind")
+    n_fresh, fresh_seconds = 0, 0.0
     for c in chapters:
         p = plan(c, parameters(c, args.profile), args.profile, custom=False)
         s = store.state(p.entry, p.key)
@@ -47,8 +48,12 @@ def cmd_list(args) -> int:
         if not s.fresh and p.entry.failed.exists():
             what += ", failed"  # the last run failed; its notebook is kept beside the entry
         rec = s.record or {}
+        n_fresh += s.fresh
+        fresh_seconds += float(rec.get("seconds", 0.0)) if s.fresh else 0.0
         print(f"{c.id:<{w}}  {what:<21} {float(rec.get('seconds', 0.0)):>8.1f}  "
               f"{claims_cell(rec.get('claims', [])) if rec else '-'}")
+    print(f"{n_fresh} of {len(chapters)} fresh in the {args.profile} profile ({fresh_seconds:.0f} s of "
+          f"execution recorded for them)")
     return 0
 
 

@@ -85,6 +85,7 @@ def test_list_with_a_profile_shows_each_notebooks_state(project, capsys):
     assert rows["p9_a_good"].split()[1] == "fresh"
     assert "theorem 1/1, derived 0/1 (1 finding)" in rows["p9_a_good"]
     assert "not executed, failed" in rows["p9_b_bad"]  # failed, and no earlier good notebook
+    assert rows["1"].startswith("1 of 2 fresh in the book profile")
     (project / "notebooks" / "p9_a_good.md").write_text(
         (project / "notebooks" / "p9_a_good.md").read_text() + "\n")
     assert cli.main(["list", "--profile", "book"]) == 0
