@@ -42,6 +42,14 @@ class Cluster:
                 self.local.close()
 
 
+# A chapter runs for hours while its worker only waits on a subprocess; a machine that stalls for a
+# minute under load (seen on a 2-core VM: "workqueue lockup ... stuck for 59s") must not make the
+# workers drop their scheduler connection (the default 30 s TCP timeout did, killing every running
+# chapter). A worker that is killed still closes its sockets at once, so the retry stays prompt.
+PATIENCE = {"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "900s",
+            "distributed.scheduler.worker-ttl": "30 minutes"}
+
+
 def connect(jobs: int | None, scheduler: str | None) -> Cluster:
     try:
         import dask
@@ -49,7 +57,7 @@ def connect(jobs: int | None, scheduler: str | None) -> Cluster:
     except ImportError as e:
         raise UsageError(f"--jobs and --scheduler need dask and distributed ({e}); "
                          "install them from requirements.lock") from None
-    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **PATIENCE})
     if jobs is not None:
         local = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=":0", memory_limit=0,
