@@ -9,7 +9,8 @@ Experiment II (``square_*``, ``exp2_*``): the compositional target of eq. (4) wi
 experts) against a "1-6-MoE" (one layer of 6 experts), 2-layer ReLU experts of width m.
 
 Every model of a sweep lives in one ``moe_lib.models.stacked.StackedMoE`` (model axis = sweep value x
-seed, sweep-major), so a whole sweep is one call of ``moe_lib.fitting.train.fit``.
+seed, sweep-major), so a whole sweep is one call of ``moe_lib.fitting.train.fit``
+(``train_circle_stack`` for Experiment I's D sweeps). The samplers draw many steps at once.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 import torch
 
 from .. import validate
-from ..constructions.p2_compositional import cube_sampler, cube_target
-from ..fitting.sweeps import sweep_axis
+from ..constructions.p2_compositional import cube_target
+from ..fitting.sweeps import by_value, sweep_axis
+from ..fitting.train import fit, function_sampler, mse
 from ..models.moe import moe_class_member
 from ..models.stacked import StackedMoE, stacked_class_members
 
@@ -50,17 +52,13 @@ def circle_target(x: torch.Tensor) -> torch.Tensor:
 
 
 def circle_sampler(D: int):
-    """A ``moe_lib.fitting.train`` sampler: n points uniform (in angle) on the circle in R^D, and f."""
+    """A ``moe_lib.fitting.train`` sampler: n points uniform (in angle) on the circle in R^D, and f.
+    Its rows are drawn one by one (``function_sampler(..., serial=True)``), so ``fit`` draws many
+    steps at once; the first D' < D coordinates of its points are those of ``circle_sampler(D')``."""
     D = validate.integer(D, "D", low=2)
-
-    def sample(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
-        x = torch.zeros(n, D, dtype=torch.float64)
-        x[:, 0] = torch.cos(theta)
-        x[:, 1] = torch.sin(theta)
-        return x, (torch.sin(5 * x[:, 0]) + torch.cos(3 * x[:, 1]))[:, None]
-
-    return sample
+    return function_sampler(
+        lambda n, g: circle_embed(2 * math.pi * torch.rand(n, generator=g, dtype=torch.float64), D),
+        circle_target, serial=True)
 
 
 def circle_test_set(D: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +122,35 @@ def exp1_d_free_init(stack: StackedMoE, seeds: Sequence[int]) -> StackedMoE:
     return out
 
 
+def train_circle_stack(stack: StackedMoE, Ds: Sequence[int], seeds: Sequence[int], steps: int,
+                       lr: float = 1e-3, batch_size: int = 128, n_test: int = 2048,
+                       data_seed_offset: int = 1000, desc: str = "") -> dict:
+    """Train a D-major stack over Ds x seeds (``exp1_moe``, ``exp1_dense``, ``exp1_d_free_init``)
+    as one model with one ``fit``, and test it on ``circle_test_set(max(Ds), n_test)``.
+
+    Model (D, s) draws its minibatches with data seed s + ``data_seed_offset`` from
+    ``circle_sampler(max(Ds))`` and reads their first D coordinates, which are the points
+    ``circle_sampler(D)`` draws with that seed: the data of ``moe_lib.fitting.train_sweep`` with
+    one stack per D (the same stream for every D), in one loop instead of len(Ds). The results
+    are those of such per-D stacks up to floating-point rounding: a model with D < max(Ds) is
+    zero-padded, and a padded product may sum in another order.
+    Returns {"mse": (n_D, n_seeds) test MSE, "final_train": the same shape, mean minibatch loss
+    over the last 100 steps, "histories": one (steps, n_seeds) array per D, "stack": the stack}.
+    """
+    Ds, seeds = list(Ds), list(seeds)
+    d_axis, s_axis = sweep_axis(Ds, seeds)
+    if stack.in_dims != d_axis:
+        raise ValueError(f"stack: expected the D-major input sizes {d_axis}, got {stack.in_dims}")
+    result = fit(stack, circle_sampler(max(Ds)), steps, batch_size=batch_size, lr=lr,
+                 seeds=[s + data_seed_offset for s in s_axis], desc=desc)
+    x, y = circle_test_set(max(Ds), n_test)
+    n = len(seeds)
+    return {"mse": by_value(mse(stack, x, y), len(Ds)),
+            "final_train": by_value(result.final(min(100, result.steps)), len(Ds)),
+            "histories": [result.history[:, j * n:(j + 1) * n] for j in range(len(Ds))],
+            "stack": stack}
+
+
 # --- Experiment II: the compositional target on [0, 3]^2 ------------------------------------
 
 ARCHITECTURES = {"2-3": ([2, 2, 2], 3), "1-6": ([2, 2], 6)}
@@ -131,8 +158,11 @@ ARCHITECTURES = {"2-3": ([2, 2, 2], 3), "1-6": ([2, 2], 6)}
 
 def square_sampler(E: int = 3):
     """A ``moe_lib.fitting.train`` sampler: uniform points on [0, E]^2 and the eq. (4) target in
-    R^2 (``p2_compositional.cube_sampler`` with L = 2)."""
-    return cube_sampler(2, E)
+    R^2: the pairs of ``p2_compositional.cube_sampler(2, E)``, drawn row by row
+    (``function_sampler(..., serial=True)``), so ``fit`` draws many steps at once."""
+    E = validate.integer(E, "E", low=1)
+    return function_sampler(lambda n, g: torch.rand(n, 2, generator=g, dtype=torch.float64) * E,
+                            lambda x: torch.from_numpy(cube_target(x.numpy(), E)), serial=True)
 
 
 def square_grid(E: int = 3, per_unit: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,12 @@ from its own generator seeded with ``seeds[s]``, so model s's training run does 
 which other models share the stack. ``dataset_sampler(x, y)`` turns a fixed training set into a
 sampler (minibatches drawn uniformly with replacement).
 
+Drawing many steps at once. A sampler may also have ``draw_steps(n, generator, count) -> (x, y)``
+of shapes (count, n, d_in) and (count, n, d_out), the pairs of ``count`` successive calls
+``sampler(n, generator)``; ``function_sampler(..., serial=True)`` makes one. ``fit`` then draws a
+block of steps per call, once per distinct data seed (models with equal seeds share the stream),
+instead of S calls per step: the same minibatches, with less per-step overhead.
+
 Loss. Model s minimises the mean over the batch and the output coordinates of (model - y)^2
 (``torch.nn.MSELoss``). The stack minimises the *sum* of the S losses, whose gradient with respect
 to model s's weights is model s's own gradient; Adam is coordinate-wise, so training S models
@@ -71,6 +77,51 @@ def _batch(sampler: Sampler, n: int, gens: list[torch.Generator], stacked: bool,
     return xs[0].to(dtype), ys[0].to(dtype)
 
 
+class _Stream:
+    """The minibatches of ``fit``, one per step: S sampler calls per step, or, for a sampler with
+    ``draw_steps``, blocks of steps drawn once per distinct seed (the same pairs)."""
+
+    BLOCK_NUMBERS = 1 << 22          # numbers per block (all models, x and y) after the first
+
+    def __init__(self, sampler: Sampler, n: int, seeds: list[int], stacked: bool,
+                 dtype: torch.dtype):
+        self.sampler, self.n, self.stacked, self.dtype = sampler, n, stacked, dtype
+        self.draw_steps = getattr(sampler, "draw_steps", None)
+        distinct = list(dict.fromkeys(seeds)) if self.draw_steps is not None else seeds
+        self.gens = [torch.Generator().manual_seed(validate.integer(sd, "seed", low=0))
+                     for sd in distinct]
+        self.inverse = torch.tensor([distinct.index(sd) for sd in seeds])
+        self.block: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.count, self.used = 16, 0
+
+    def next(self, remaining: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.draw_steps is None:
+            return _batch(self.sampler, self.n, self.gens, self.stacked, self.dtype)
+        if self.block is None or self.used == len(self.block[0]):
+            self._refill(min(self.count, remaining))
+        i, self.used = self.used, self.used + 1
+        return self.block[0][i], self.block[1][i]
+
+    def _refill(self, count: int) -> None:
+        xs, ys = [], []
+        for g in self.gens:
+            x, y = self.draw_steps(self.n, g, count)
+            if x.ndim != 3 or y.ndim != 3 or x.shape[:2] != (count, self.n) \
+                    or y.shape[:2] != (count, self.n):
+                raise ValueError(f"sampler.draw_steps: expected x (count, n, d_in) and y "
+                                 f"(count, n, d_out) with count = {count}, n = {self.n}, "
+                                 f"got {tuple(x.shape)} and {tuple(y.shape)}")
+            xs.append(x)
+            ys.append(y)
+        if self.stacked:      # (count, S, n, d): model s reads the stream of its seed
+            x, y = (torch.stack(v, dim=1)[:, self.inverse].to(self.dtype) for v in (xs, ys))
+        else:
+            x, y = xs[0].to(self.dtype), ys[0].to(self.dtype)
+        self.block, self.used = (x, y), 0
+        per_step = x[0].numel() + y[0].numel()
+        self.count = max(1, min(4096, self.BLOCK_NUMBERS // max(1, per_step)))
+
+
 def _dtype(model: nn.Module) -> torch.dtype:
     for p in model.parameters():
         return p.dtype
@@ -123,9 +174,10 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
     seeds = list(range(S)) if seeds is None else list(seeds)
     if len(seeds) != S:
         raise ValueError(f"seeds: expected one seed per model ({S}), got {len(seeds)}")
-    gens = [torch.Generator().manual_seed(validate.integer(sd, "seed", low=0)) for sd in seeds]
     dtype = _dtype(model)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    stream = _Stream(sampler, batch_size, seeds, stacked, dtype)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
     history = np.empty((steps, S))
     best = np.full(S, np.inf)
     since_best = 0
@@ -136,7 +188,7 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
         if lr_final is not None:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, steps, lr, lr_final)
-        x, y = _batch(sampler, batch_size, gens, stacked, dtype)
+        x, y = stream.next(steps - step)
         pred = model(x)
         if pred.shape != y.shape:
             raise ValueError(f"sampler: expected targets of the model's output shape "
@@ -146,7 +198,8 @@ def fit(model: nn.Module, sampler: Sampler, steps: int, batch_size: int = 128, l
         if not bool(torch.isfinite(loss)):
             raise ValueError(f"fit: the loss became {float(loss.detach())} at step {step} "
                              f"(lr {lr} too large?)")
-        opt.zero_grad(set_to_none=True)
+        for p in params:      # what opt.zero_grad(set_to_none=True) does, without its overhead
+            p.grad = None
         loss.backward()
         opt.step()
         history[step] = per_model.detach().numpy()
@@ -213,14 +266,29 @@ def dataset_sampler(x: torch.Tensor, y: torch.Tensor) -> Sampler:
 
 
 def function_sampler(draw_x: Callable[[int, torch.Generator], torch.Tensor],
-                     target: Callable[[torch.Tensor], torch.Tensor]) -> Sampler:
-    """A sampler of fresh pairs (x, target(x)) with x = draw_x(n, generator)."""
+                     target: Callable[[torch.Tensor], torch.Tensor],
+                     serial: bool = False) -> Sampler:
+    """A sampler of fresh pairs (x, target(x)) with x = draw_x(n, generator).
+
+    ``serial=True`` declares that the rows of x are drawn one after another from the generator, so
+    that draw_x(count * n, g) gives the rows of ``count`` successive calls draw_x(n, g), and that
+    ``target`` acts row by row (true of ``torch.rand`` on a CPU generator; not of ``torch.randn``,
+    which fills large tensors in another order). The sampler then also has ``draw_steps(n,
+    generator, count)``, which ``fit`` uses to draw many steps at once.
+    """
 
     def sample(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = draw_x(n, generator)
         y = target(x)
         return x, (y[:, None] if y.ndim == 1 else y)
 
+    def draw_steps(n: int, generator: torch.Generator,
+                   count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = sample(count * n, generator)
+        return x.reshape(count, n, -1), y.reshape(count, n, -1)
+
+    if serial:
+        sample.draw_steps = draw_steps
     return sample
 
 

@@ -103,3 +103,36 @@ def test_exp2_architectures_have_equal_parameter_counts(m):
     assert deep.stored_params() == deep.to_deep_moe(0).stored_params()
     with pytest.raises(ValueError, match="arch"):
         x2t.exp2_models("3-2", [m], [0])
+
+
+def test_the_samplers_draw_steps_at_once_and_keep_their_pairs():
+    from moe_lib.constructions.p2_compositional import cube_sampler
+    for new, old in ((x2t.square_sampler(3), cube_sampler(2, 3)),):
+        a, b = new(64, torch.Generator().manual_seed(4)), old(64, torch.Generator().manual_seed(4))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    for sampler in (x2t.square_sampler(3), x2t.circle_sampler(7)):
+        g = torch.Generator().manual_seed(2)
+        calls = [sampler(9, g) for _ in range(3)]
+        x, y = sampler.draw_steps(9, torch.Generator().manual_seed(2), 3)
+        assert torch.equal(x, torch.stack([c[0] for c in calls]))
+        assert torch.equal(y, torch.stack([c[1] for c in calls]))
+    small = x2t.circle_sampler(3)(9, torch.Generator().manual_seed(2))
+    big = x2t.circle_sampler(7)(9, torch.Generator().manual_seed(2))
+    assert torch.equal(big[0][:, :3], small[0]) and torch.equal(big[1], small[1])
+
+
+def test_train_circle_stack_is_train_sweep_in_one_stack():
+    seeds, Ds = [0, 1], [3, 6]
+    one = x2t.train_circle_stack(x2t.exp1_moe(Ds, seeds, width=4), Ds, seeds, steps=30, n_test=50)
+    per_d = ft.train_sweep(lambda D, s: x2t.exp1_moe([D], s, width=4), Ds, seeds,
+                           {D: x2t.circle_sampler(D) for D in Ds},
+                           {D: x2t.circle_test_set(D, 50) for D in Ds}, steps=30)
+    assert one["mse"].shape == (2, 2) and len(one["histories"]) == 2
+    # the largest D is unpadded: bit for bit; a padded product may sum in another order
+    assert np.array_equal(one["mse"][1], per_d["mse"][1])
+    assert np.array_equal(one["histories"][1], per_d["histories"][1])
+    assert np.allclose(one["mse"], per_d["mse"], rtol=1e-12, atol=0)
+    assert all(np.allclose(a, b, rtol=1e-12, atol=0)
+               for a, b in zip(one["histories"], per_d["histories"], strict=True))
+    with pytest.raises(ValueError, match="D-major"):
+        x2t.train_circle_stack(x2t.exp1_moe([6, 3], seeds), Ds, seeds, steps=2)

@@ -132,3 +132,27 @@ def test_cosine_decay_of_the_learning_rate():
     assert not np.allclose(runs[0], decayed)
     with pytest.raises(ValueError, match="lr_final"):
         fit(stacked_class_members([2, 2], 2, 8, [0]), SAMPLER, steps=3, lr_final=-1.0)
+
+
+def test_a_serial_sampler_draws_the_steps_of_successive_calls():
+    serial = function_sampler(_cube, _target, serial=True)
+    assert not hasattr(SAMPLER, "draw_steps")
+    g = torch.Generator().manual_seed(3)
+    calls = [serial(5, g) for _ in range(4)]
+    x, y = serial.draw_steps(5, torch.Generator().manual_seed(3), 4)
+    assert x.shape == (4, 5, 2) and y.shape == (4, 5, 2)
+    assert torch.equal(x, torch.stack([c[0] for c in calls]))
+    assert torch.equal(y, torch.stack([c[1] for c in calls]))
+
+
+@pytest.mark.parametrize("seeds", [[10, 11, 12], [10, 11, 10]])
+def test_fit_gives_the_same_run_with_steps_drawn_at_once(seeds):
+    runs = []
+    for sampler in (SAMPLER, function_sampler(_cube, _target, serial=True)):
+        stack = stacked_class_members([2, 2, 2], 3, 8, [0, 1, 0])
+        history = fit(stack, sampler, steps=40, batch_size=16, seeds=seeds).history
+        runs.append((history, [p.detach().clone() for p in stack.parameters()]))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+    same = np.array_equal(runs[1][0][:, 0], runs[1][0][:, 2])   # models 0 and 2 start equal
+    assert same == (seeds[0] == seeds[2])      # and share a stream exactly when their seeds do
