@@ -72,9 +72,10 @@ def _losses(stack, xs: list[torch.Tensor], ys: list[torch.Tensor], gamma: float,
     """Per model s on its own (x_s, y_s): mean ramp loss, 0-1 error and (if ``selected``) the
     selected experts (m_s, k).
 
-    One forward pass of the stack per distinct set size: the models whose sets have n rows are
-    evaluated together on an (S, n, d) input holding each one's own rows (a model's output depends
-    only on its own slice, so this equals S passes on x_s broadcast to every model)."""
+    One (chunked) forward pass of the stack per distinct set size: the models whose sets have n
+    rows are evaluated together on an (S, n, d) input holding each one's own rows (a model's output
+    on a row depends only on its own slice and that row, so this equals S passes on x_s broadcast
+    to every model)."""
     n_models, dtype = stack.n_models, stack.gate_w[0].dtype
     if len(xs) != n_models or len(ys) != n_models:
         raise ValueError(f"xs, ys: expected one set per model ({n_models}), "
@@ -91,7 +92,7 @@ def _losses(stack, xs: list[torch.Tensor], ys: list[torch.Tensor], gamma: float,
                 own = set(members)
                 xin = torch.stack([xs[s] if s in own else xs[members[0]]
                                    for s in range(n_models)]).to(dtype)
-            f = stack(xin)[:, :, 0].numpy()
+            f = stack.predict(xin, chunk=2048)[0][:, :, 0].numpy()
             idx = stack.select(stack.scores(0, xin))[0].numpy() if selected else None
             for s in members:
                 margin = f[s] * ys[s][:, 0].numpy()
