@@ -130,7 +130,9 @@ def classification_sweep(configs: Sequence[tuple[int, int, int]], ms: Sequence[i
                                      depth=1 if w == 0 else 2, k=k, gate_bias=True)
 
     samplers = [dataset_sampler(x, y) for x, y in train]
-    out = train_sweep(build, configs, model_ids, samplers, (x_test, y_test), steps, lr=lr,
+    # train_sweep's test MSE is not used (the test losses are the ramp and 0-1 losses below, on
+    # all n_test points): it is given one test point instead of a second pass over the test set
+    out = train_sweep(build, configs, model_ids, samplers, (x_test[:1], y_test[:1]), steps, lr=lr,
                       batch_size=batch_size, desc="P3 gap sweep")
     res: dict = {"configs": configs, "ms": list(ms), "seeds": list(seeds), "train": train,
                  "stacks": out["stacks"], "selected": []}
