@@ -16,8 +16,8 @@ The covering bound ln N(F|_S, eps, ||.||_2) <= ||X||_2^2 ln(2 W^2) R_A^2 / eps^2
 
     R_hat_S(ramp_gamma o F) <= 4/m + 12 ||X||_2 R_A sqrt(ln(2 W^2)) ln(m) / (gamma m)
 
-(``ramp_rademacher_bound``; our derivation of the constants). ``margin_bound`` is BFT's
-Theorem 1.1 as we recall it.
+(``ramp_rademacher_bound``; our derivation of the constants), and ``ramp_gap_bound`` turns it
+into a bound on the ramp-loss gap. ``margin_bound`` is BFT's Theorem 1.1 as we recall it.
 """
 
 from __future__ import annotations
@@ -108,6 +108,19 @@ def ramp_rademacher_bound(r_a: float, x_norm: float, width: int, m: int, gamma: 
     if not (math.isfinite(r_a) and r_a >= 0 and math.isfinite(x_norm) and x_norm >= 0):
         raise ValueError(f"r_a, x_norm: expected finite numbers >= 0, got {r_a} and {x_norm}")
     return 4 / m + 12 * x_norm * r_a * math.sqrt(math.log(2 * width ** 2)) * math.log(m) / (gamma * m)
+
+
+def ramp_gap_bound(rademacher: float, m: int, delta: float = 0.05) -> float:
+    """The standard Rademacher bound (SSBD Thm 26.5) on the ramp-loss gap L_D - L_S of a class
+    with values in [0, 1] and empirical Rademacher complexity ``rademacher``, with probability
+    1 - delta: 2 rademacher + 4 sqrt(2 ln(4/delta) / m)."""
+    m = validate.integer(m, "m", low=1)
+    delta = validate.positive(delta, "delta")
+    if delta >= 1:
+        raise ValueError(f"delta: expected a confidence level in (0, 1), got {delta}")
+    if not (math.isfinite(rademacher) and rademacher >= 0):
+        raise ValueError(f"rademacher: expected a finite number >= 0, got {rademacher}")
+    return 2 * rademacher + 4 * math.sqrt(2 * math.log(4 / delta) / m)
 
 
 def margin_bound(train_ramp: float, r_a: float, x_norm: float, width: int, m: int, gamma: float,

@@ -25,7 +25,8 @@ from ..fitting.train import dataset_sampler
 from ..models.stacked import stacked_class_members
 
 __all__ = ["by_value", "sweep_axis", "train_sweep", "regions_teacher", "regions_data",
-           "classification_sweep", "gap_bounds", "relu_router_patterns", "skill_teacher",
+           "classification_sweep", "gap_bounds", "spectral_bounds", "linear_mc_ratios",
+           "relu_router_patterns", "skill_teacher",
            "skill_data", "skill_sweep", "median_interval", "optimal_k_analytic", "spearman",
            "sign_test_threshold"]
 
@@ -66,19 +67,40 @@ def regions_data(n: int, teacher: dict, noise: float, seed: int) -> tuple[torch.
     return torch.from_numpy(x), torch.from_numpy(y[:, None])
 
 
-def _losses(stack, xs: list[torch.Tensor], ys: list[torch.Tensor], gamma: float):
-    """Per model s on its own (x_s, y_s): mean ramp loss, 0-1 error, selected experts (m_s, k)."""
-    ramp, err, sel = [], [], []
+def _losses(stack, xs: list[torch.Tensor], ys: list[torch.Tensor], gamma: float,
+            selected: bool = True):
+    """Per model s on its own (x_s, y_s): mean ramp loss, 0-1 error and (if ``selected``) the
+    selected experts (m_s, k).
+
+    One (chunked) forward pass of the stack per distinct set size: the models whose sets have n
+    rows are evaluated together on an (S, n, d) input holding each one's own rows (a model's output
+    on a row depends only on its own slice and that row, so this equals S passes on x_s broadcast
+    to every model)."""
+    n_models, dtype = stack.n_models, stack.gate_w[0].dtype
+    if len(xs) != n_models or len(ys) != n_models:
+        raise ValueError(f"xs, ys: expected one set per model ({n_models}), "
+                         f"got {len(xs)} and {len(ys)}")
+    ramp, err, sel = np.zeros(n_models), np.zeros(n_models), [None] * n_models
+    groups: dict[int, list[int]] = {}
+    for s, x in enumerate(xs):
+        groups.setdefault(x.shape[0], []).append(s)
     with torch.no_grad():
-        for s, (x, y) in enumerate(zip(xs, ys, strict=True)):
-            xin = x.to(stack.gate_w[0].dtype)[None].expand(stack.n_models, -1, -1)
-            f = stack(xin)[s, :, 0].numpy()
-            margin = f * y[:, 0].numpy()
-            ramp.append(float(rademacher.ramp(margin, gamma).mean()))
-            err.append(float((margin <= 0).mean()))
-            idx, _ = stack.select(stack.scores(0, xin))
-            sel.append(idx[s].numpy())
-    return np.array(ramp), np.array(err), sel
+        for members in groups.values():
+            if all(xs[s] is xs[members[0]] for s in members) and len(members) == n_models:
+                xin = xs[members[0]].to(dtype)[None].expand(n_models, -1, -1)
+            else:
+                own = set(members)
+                xin = torch.stack([xs[s] if s in own else xs[members[0]]
+                                   for s in range(n_models)]).to(dtype)
+            f = stack.predict(xin, chunk=2048)[0][:, :, 0].numpy()
+            idx = stack.select(stack.scores(0, xin))[0].numpy() if selected else None
+            for s in members:
+                margin = f[s] * ys[s][:, 0].numpy()
+                ramp[s] = float(rademacher.ramp(margin, gamma).mean())
+                err[s] = float((margin <= 0).mean())
+                if selected:
+                    sel[s] = idx[s]
+    return ramp, err, sel
 
 
 def classification_sweep(configs: Sequence[tuple[int, int, int]], ms: Sequence[int],
@@ -108,7 +130,9 @@ def classification_sweep(configs: Sequence[tuple[int, int, int]], ms: Sequence[i
                                      depth=1 if w == 0 else 2, k=k, gate_bias=True)
 
     samplers = [dataset_sampler(x, y) for x, y in train]
-    out = train_sweep(build, configs, model_ids, samplers, (x_test, y_test), steps, lr=lr,
+    # train_sweep's test MSE is not used (the test losses are the ramp and 0-1 losses below, on
+    # all n_test points): it is given one test point instead of a second pass over the test set
+    out = train_sweep(build, configs, model_ids, samplers, (x_test[:1], y_test[:1]), steps, lr=lr,
                       batch_size=batch_size, desc="P3 gap sweep")
     res: dict = {"configs": configs, "ms": list(ms), "seeds": list(seeds), "train": train,
                  "stacks": out["stacks"], "selected": []}
@@ -117,7 +141,8 @@ def classification_sweep(configs: Sequence[tuple[int, int, int]], ms: Sequence[i
         res[key] = []
     for stack in out["stacks"]:
         tr_ramp, tr_err, sel = _losses(stack, [x for x, _ in train], [y for _, y in train], gamma)
-        te_ramp, te_err, _ = _losses(stack, [x_test] * n_models, [y_test] * n_models, gamma)
+        te_ramp, te_err, _ = _losses(stack, [x_test] * n_models, [y_test] * n_models, gamma,
+                                      selected=False)
         B, R_A = [], []
         for s in range(n_models):
             mats = [spectral.stacked_expert_matrices(stack, s, e) for e in range(stack.n_experts)]
@@ -151,8 +176,7 @@ def gap_bounds(res: dict, gamma: float, delta: float, radius: float | None = Non
         for i, m in enumerate(res["ms"]):
             for j in range(n_s):
                 s = i * n_s + j
-                x = res["train"][s][0].numpy()
-                xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+                xt = _with_ones(res["train"][s][0])
                 if width == 0:
                     B = res["B"][c, i, j]
                     ex = 4 / gamma * rademacher.linear_l2_bound(B, radius, m)
@@ -168,6 +192,70 @@ def gap_bounds(res: dict, gamma: float, delta: float, radius: float | None = Non
     out["bound"] = out["expert"] + out["routing"]
     out["bound_exact"] = out["expert"] + out["routing_exact"]
     return out
+
+
+def _with_ones(x: torch.Tensor) -> np.ndarray:
+    """The bias-augmented data rows (x, 1) of a training set x (m, d)."""
+    x = x.numpy()
+    return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+
+
+def spectral_bounds(res: dict, gamma: float, delta: float) -> dict:
+    """P3-L3's quantities for every trained model of a ``classification_sweep`` of dense networks
+    (every config T = 1: the expert alone), each of shape (n_configs, n_m, n_seeds):
+
+    - "R_A": the spectral complexity of the network (bias-augmented, M_i = 0, rho_i = 1);
+    - "prod": prod_i ||A_i||_sigma, and "lower": L^(3/2) prod, which R_A cannot go below;
+    - "rad": the chained (Dudley) bound on R_hat_S(ramp_gamma o F) on the model's own training
+      set (x, 1), with W = max(width + 1, d + 1); "rad_gen": the ramp-loss gap bound it gives
+      (SSBD Thm 26.5, confidence ``delta``);
+    - "margin": BFT's margin bound on the test 0-1 error, from the model's train ramp loss."""
+    gamma = validate.positive(gamma, "gamma")
+    delta = validate.positive(delta, "delta")
+    if any(T != 1 for T, _, _ in res["configs"]):
+        raise ValueError(f"res: expected a sweep of dense networks (T = 1 in every config), "
+                         f"got configs {res['configs']}")
+    n_s = len(res["seeds"])
+    shape = (len(res["configs"]), len(res["ms"]), n_s)
+    out = {key: np.zeros(shape) for key in ("R_A", "prod", "lower", "rad", "rad_gen", "margin")}
+    for c, (_, _, width) in enumerate(res["configs"]):
+        for i, m in enumerate(res["ms"]):
+            for j in range(n_s):
+                s = i * n_s + j
+                mats = spectral.stacked_expert_matrices(res["stacks"][c], s, 0)
+                r_a = spectral.spectral_complexity(mats)
+                prod = spectral.spectral_product(mats)
+                xt = _with_ones(res["train"][s][0])
+                W = max(width + 1, xt.shape[1])
+                x_norm = spectral.data_norm(xt)
+                rad = spectral.ramp_rademacher_bound(r_a, x_norm, W, m, gamma)
+                vals = {"R_A": r_a, "prod": prod, "lower": len(mats) ** 1.5 * prod, "rad": rad,
+                        "rad_gen": spectral.ramp_gap_bound(rad, m, delta),
+                        "margin": spectral.margin_bound(res["train_ramp"][c, i, j], r_a, x_norm,
+                                                        W, m, gamma, delta)}
+                for key, v in vals.items():
+                    out[key][c, i, j] = v
+    return out
+
+
+def linear_mc_ratios(res: dict, spectral_res: dict, n_sigma: int, rng: np.random.Generator,
+                     gamma: float, config: int = 0) -> np.ndarray:
+    """For the linear expert of config ``config`` (width 0) of every trained model, in model order
+    (m-major): the chained bound "rad" of ``spectral_bounds`` over the Monte Carlo Rademacher
+    complexity of its norm ball, (R_A / m) E_sigma ||sum_i sigma_i (x_i, 1)||, divided by gamma
+    (contraction), with ``n_sigma`` sign draws from ``rng`` (drawn model by model)."""
+    n_sigma = validate.integer(n_sigma, "n_sigma", low=1)
+    gamma = validate.positive(gamma, "gamma")
+    if res["configs"][config][2] != 0:
+        raise ValueError(f"config: expected a linear expert (width 0), got {res['configs'][config]}")
+    n_s = len(res["seeds"])
+    ratios = []
+    for i in range(len(res["ms"])):
+        for j in range(n_s):
+            mc, _ = rademacher.linear_l2_mc(_with_ones(res["train"][i * n_s + j][0]), n_sigma, rng,
+                                            spectral_res["R_A"][config, i, j])
+            ratios.append(spectral_res["rad"][config, i, j] / (mc / gamma))
+    return np.array(ratios)
 
 
 # --- seed-spread statistics ---------------------------------------------------------------------

@@ -69,13 +69,15 @@ def test_spectral_complexity_known_norms():
     assert aug.shape == (3, 4) and aug[-1].tolist() == [0, 0, 0, 1]
     assert sp.ramp_rademacher_bound(1.0, 2.0, 1, 100, 1.0) == pytest.approx(
         0.04 + 12 * 2 * math.sqrt(math.log(2)) * math.log(100) / 100)
+    assert sp.ramp_gap_bound(0.25, 200, 0.05) == pytest.approx(0.5 + 4 * math.sqrt(math.log(80) / 100))
 
 
 @pytest.mark.parametrize("call", [
     lambda: sp.spectral_complexity([]), lambda: sp.spectral_complexity([np.zeros((2, 2))]),
     lambda: sp.spectral_complexity([np.ones((2, 3)), np.ones((2, 3))]),
     lambda: sp.spectral_complexity([np.ones((2, 2))], rho=-1.0),
-    lambda: sp.augment_bias(np.ones((2, 3)), [1.0]), lambda: sp.margin_bound(0, 1, 1, 2, 10, 1, 2.0)])
+    lambda: sp.augment_bias(np.ones((2, 3)), [1.0]), lambda: sp.margin_bound(0, 1, 1, 2, 10, 1, 2.0),
+    lambda: sp.ramp_gap_bound(-1.0, 10), lambda: sp.ramp_gap_bound(0.1, 10, delta=1.0)])
 def test_spectral_bad_inputs(call):
     with pytest.raises(ValueError):
         call()
