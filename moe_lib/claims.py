@@ -10,6 +10,12 @@ Kinds (every claim names one):
 expected not to hold is marked ``finding="why it fails"``: it is checked and shown, and the report
 fails if it unexpectedly holds (then the finding is stale) or if anything else fails.
 
+When whether a claim holds depends on the parameter values (a budget too small in one profile, a
+comparison that goes the other way at paper scale), the chapter takes the keys of its expected
+findings as a parameter and passes it on: ``Claims("P2-EXP2", findings=findings)``; a claim with
+``key="ii"`` is then a finding exactly when ``"ii"`` is listed, and ``report()`` rejects a listed
+key that no claim of the run carries (a typo would otherwise turn a finding into a plain check).
+
     claims = Claims("P2-T5.3")
     claims.equal("distinct routing paths (L=3)", n_paths, 3 ** 3, kind="theorem")
     claims.le("sup error - worst 1-D error", gap, 1e-12, kind="identity")
@@ -80,17 +86,28 @@ class Claim:
 @dataclass
 class Claims:
     result_id: str
+    findings: list[str] = field(default_factory=list)   # keys of the claims expected not to hold
     rows: list[Claim] = field(default_factory=list)
+    _keys: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.findings, str) or not all(isinstance(k, str) for k in self.findings):
+            raise ValueError(f"findings: expected a list of claim keys (strings), got {self.findings!r}")
+        self.findings = list(self.findings)
 
     def _add(self, name: str, holds: bool, measured, required: str, *, kind: str | None = None,
-             why: str = "", finding: str = "") -> bool:
-        """Every check below takes the keywords ``kind``, ``why`` and ``finding`` (see the module doc)."""
+             why: str = "", finding: str = "", key: str | None = None) -> bool:
+        """Every check below takes the keywords ``kind``, ``why``, ``finding`` and ``key`` (see the
+        module doc): with ``key``, ``finding`` applies only when the key is in ``findings``."""
         if kind is None:
             kind = UNCLASSIFIED
         elif kind not in KINDS:
             raise ValueError(f"claim '{name}': kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if kind == "derived" and not why:
             raise ValueError(f"claim '{name}': a derived claim needs why= naming the formula it comes from")
+        if key is not None:
+            self._keys.add(key)
+            finding = finding if key in self.findings else ""
         self.rows.append(Claim(name, kind, bool(holds), fmt(measured), required, why, finding))
         return bool(holds)
 
@@ -130,6 +147,10 @@ class Claims:
         """The table of claims; raises ClaimFailed (after printing it) if any claim is not as expected."""
         if not self.rows:
             raise ClaimFailed(f"{self.result_id}: no claim was checked")
+        unknown = [k for k in self.findings if k not in self._keys]
+        if unknown:
+            raise ValueError(f"findings: {', '.join(map(repr, unknown))} names no claim of "
+                             f"{self.result_id}; expected keys among {sorted(self._keys) or 'none'}")
         rep = ClaimReport(self.result_id, list(self.rows))
         bad = [c for c in self.rows if not c.ok]
         if bad:
