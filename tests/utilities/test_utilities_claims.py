@@ -20,7 +20,8 @@ def test_keyed_findings_apply_only_when_listed():
 def test_listed_keys_must_name_claims():
     c = ml.Claims("X-2", findings=["ii", "iv"])
     c.le("a", 0.5, 0.1, kind="theorem", finding="known", key="ii")
-    with pytest.raises(ValueError, match=r"findings: 'iv' names no claim of X-2; expected keys among \['ii'\]"):
+    message = r"findings: 'iv' names no claim of X-2; expected keys among \['ii'\]"
+    with pytest.raises(ValueError, match=message):
         c.report()
     with pytest.raises(ValueError, match="findings: expected a list of claim keys"):
         ml.Claims("X-3", findings="ii")
