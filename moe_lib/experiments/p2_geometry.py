@@ -136,6 +136,24 @@ def stereo_problem(D: int, seed: int, half_angle: float, n_train: int, n_val: in
     return circle, (x, s(x), x_val, s(x_val), x_test, s(x_test))
 
 
+def equal_effective_windows(widths, fractions: dict) -> dict:
+    """Index windows of ``widths`` (increasing) at equal effective widths f_key * m: each key's window
+    starts at the width whose f_key * m is closest (in log) to max(f) * widths[0], and all windows
+    have the number of points the latest start leaves. Returns {key: [indices]}."""
+    w = torch.as_tensor(widths, dtype=DTYPE)
+    if w.ndim != 1 or w.numel() < 2 or not bool((w[1:] > w[:-1]).all()) or not bool((w > 0).all()):
+        raise ValueError(f"widths: expected an increasing list of >= 2 positive widths, got {widths}")
+    if not fractions or not all(0 < float(f) <= 1 for f in fractions.values()):
+        raise ValueError(f"fractions: expected fractions in (0, 1] per key, got {fractions}")
+    e0 = max(float(f) for f in fractions.values()) * float(w[0])
+    start = {k: int(w.mul(float(f) / e0).log().abs().argmin()) for k, f in fractions.items()}
+    n = len(w) - max(start.values())
+    if n < 2:
+        raise ValueError(f"widths: the effective widths of {sorted(fractions)} overlap on fewer than "
+                         f"2 grid points of {widths}; extend the grid")
+    return {k: list(range(s, s + n)) for k, s in start.items()}
+
+
 def slope_spread_test(slopes: dict, level: float = 0.95) -> dict:
     """Spread of the mean slopes across groups (e.g. ambient dimensions), each a list of per-draw
     slopes of equal length n >= 2, against Tukey's studentized-range allowance: under "all groups

@@ -115,3 +115,13 @@ def test_range_allowance_scales_with_the_standard_errors():
     assert a == pytest.approx(q * 0.1)
     with pytest.raises(ValueError, match="ses"):
         x2g.range_allowance([0.1], df=6)
+
+
+def test_equal_effective_windows_align_and_reject_short_grids():
+    widths = [16, 23, 32, 45, 64, 91, 128, 181, 256]
+    win = x2g.equal_effective_windows(widths, {8: 0.441, 32: 0.216, 128: 0.109})
+    assert win == {8: [0, 1, 2, 3, 4], 32: [2, 3, 4, 5, 6], 128: [4, 5, 6, 7, 8]}
+    with pytest.raises(ValueError, match="fewer than 2 grid points"):
+        x2g.equal_effective_windows([16, 32], {8: 0.441, 128: 0.109})
+    with pytest.raises(ValueError, match="widths: expected an increasing list"):
+        x2g.equal_effective_windows([32, 16], {8: 0.5})
