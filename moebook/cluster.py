@@ -4,7 +4,9 @@ Each chapter is one task, ``job.execute``: it runs the chapter in a child proces
 returns the executed notebook as bytes with its record, so workers need no shared filesystem; the
 client checks the cache before submitting and stores the results as they come (``execute.finish``:
 atomic, the previous notebook kept on failure). A chapter that fails is reported and not retried;
-a task whose worker dies is retried once (the scheduler's ``allowed-failures`` = 1), then reported.
+a task whose worker dies is retried once (the scheduler's ``allowed-failures`` = 1), then reported;
+chapters still waiting when no worker has been left for ``NO_WORKERS_TIMEOUT`` are reported as not
+run (the scheduler's ``no-workers-timeout``), instead of the client waiting for ever.
 Workers whose Python, packages, moebook or moe_lib differ from the client's are refused.
 """
 
@@ -22,6 +24,9 @@ from .job import execute, fingerprint, fingerprint_differences
 
 ALLOWED_FAILURES = 1  # a task whose worker dies is run once more, then reported
 CONNECT_TIMEOUT = "15s"
+# Longer than a nanny takes to restart a dead worker (seconds) and than a stalled VM (a minute);
+# a cluster with no worker for this long is not coming back by itself.
+NO_WORKERS_TIMEOUT = "10 minutes"
 
 
 class Cluster:
@@ -57,7 +62,8 @@ def connect(jobs: int | None, scheduler: str | None) -> Cluster:
     except ImportError as e:
         raise UsageError(f"--jobs and --scheduler need dask and distributed ({e}); "
                          "install them from requirements.lock") from None
-    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **PATIENCE})
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                     "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT, **PATIENCE})
     if jobs is not None:
         local = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=":0", memory_limit=0,
@@ -75,24 +81,30 @@ def connect(jobs: int | None, scheduler: str | None) -> Cluster:
             client.close()
             raise UsageError(f"the Dask scheduler at {scheduler} has no workers; start one with "
                              f"'dask worker {scheduler} --nthreads 1'") from None
-        cluster = Cluster(client, note=_retry_note(client))
+        cluster = Cluster(client, note=_scheduler_notes(client))
     _refuse_other_versions(cluster)
     return cluster
 
 
-def _allowed_failures(dask_scheduler=None):
-    return getattr(dask_scheduler, "allowed_failures", None)
+def _scheduler_settings(dask_scheduler=None):
+    return (getattr(dask_scheduler, "allowed_failures", None),
+            getattr(dask_scheduler, "no_workers_timeout", None))
 
 
-def _retry_note(client) -> str:
+def _scheduler_notes(client) -> str:
+    """Advice on a remote scheduler whose settings differ from what a local cluster gets."""
     try:
-        n = client.run_on_scheduler(_allowed_failures)
-    except Exception:  # noqa: BLE001 - the scheduler may not import moebook; the note is optional
+        failures, no_workers = client.run_on_scheduler(_scheduler_settings)
+    except Exception:  # noqa: BLE001 - the scheduler may not import moebook; the notes are optional
         return ""
-    if n is None or n == ALLOWED_FAILURES:
-        return ""
-    return (f"note: this scheduler reruns a task whose worker died {n} times; start it with "
-            f"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES={ALLOWED_FAILURES} for one retry")
+    notes = []
+    if failures is not None and failures != ALLOWED_FAILURES:
+        notes.append(f"note: this scheduler reruns a task whose worker died {failures} times; start it "
+                     f"with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES={ALLOWED_FAILURES} for one retry")
+    if no_workers is None:
+        notes.append("note: this scheduler keeps chapters waiting for ever when no worker is left; start "
+                     "it with DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT=10m to have them reported")
+    return "\n".join(notes)
 
 
 def _refuse_other_versions(cluster: Cluster) -> None:
@@ -167,9 +179,14 @@ def submission_order(pending: list) -> list:
     return sorted(pending, key=key)
 
 
+def _seconds(t: float) -> str:
+    return f"{t / 60:g} min" if t >= 60 else f"{t:g} s"
+
+
 def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
                 cluster: Cluster) -> list[Result]:
     from distributed import KilledWorker, as_completed
+    from distributed.scheduler import NoWorkerError
 
     if cluster.note:
         print(cluster.note, flush=True)
@@ -204,6 +221,10 @@ def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
             except KilledWorker:
                 outcome = {"status": "FAILED", "seconds": 0.0, "notebook": None,
                            "error": "the worker running it died, and again on the retry; not retried again"}
+            except NoWorkerError as e:
+                outcome = {"status": "FAILED", "seconds": 0.0, "notebook": None,
+                           "error": f"not run: the cluster had no worker left for {_seconds(e.timeout)}; "
+                                    "start workers and rerun (finished chapters are cached)"}
             except Exception as e:  # noqa: BLE001 - reported as this chapter's failure
                 outcome = {"status": "FAILED", "seconds": 0.0, "notebook": None,
                            "error": f"{type(e).__name__}: {e}"}

@@ -7,6 +7,7 @@ filesystem with the project); they stop at the end of the module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,16 +46,17 @@ def _env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(CODE_ROOT), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     e["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "1"
+    e["DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT"] = "10m"
     return e
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
+@contextlib.contextmanager
+def _scheduler(where: Path, env: dict):
     """`dask scheduler` and one `dask worker` (1 thread, with a nanny), as the README starts them."""
-    where = tmp_path_factory.mktemp("dask")
+    where.mkdir(parents=True, exist_ok=True)
     file = where / "scheduler.json"
     procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(file)], cwd=where, env=_env(),
+                               "--no-dashboard", "--scheduler-file", str(file)], cwd=where, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         deadline = time.time() + 90
@@ -64,7 +66,7 @@ def scheduler(tmp_path_factory):
         address = json.loads(file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         procs.append(subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                       "--no-dashboard", "--host", "127.0.0.1"], cwd=where, env=_env(),
+                                       "--no-dashboard", "--host", "127.0.0.1"], cwd=where, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         import distributed
         with distributed.Client(address, timeout="30s") as c:
@@ -78,6 +80,12 @@ def scheduler(tmp_path_factory):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    with _scheduler(tmp_path_factory.mktemp("dask"), _env()) as address:
+        yield address
 
 
 @pytest.fixture
@@ -134,6 +142,27 @@ def test_a_worker_that_dies_twice_is_reported(project, scheduler, capsys):
     out = capsys.readouterr().out
     assert "p9_k_kills  FAILED" in out and "died, and again on the retry" in out
     assert cli.main(["run", "p9_h", "--scheduler", scheduler]) == 0  # the cluster still works
+
+
+def test_a_local_cluster_reports_chapters_left_without_workers():
+    with cluster.connect(1, None) as c:
+        assert c.client.run_on_scheduler(cluster._scheduler_settings) == (1, 600.0)
+
+
+def test_chapters_left_without_workers_are_reported(tmp_path, monkeypatch, capsys):
+    # a scheduler started as the README says, and one worker; the chapter kills that worker's
+    # nanny, then the worker: no worker is left, and the retried task is reported as not run
+    # instead of the client waiting for ever
+    env = dict(_env(), DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT="2s")
+    with _scheduler(tmp_path / "dask", env) as address:
+        gone = ("import time\nimport psutil\nw = psutil.Process().parent().parent()\n"
+                "w.parent().kill()\nw.kill()\ntime.sleep(60)")
+        root = make_project(tmp_path / "proj", {"p9_g_gone": chapter("P9-G", "Gone", gone)})
+        monkeypatch.chdir(root)
+        assert cli.main(["run", "--all", "--scheduler", address]) == 1
+    out = capsys.readouterr().out
+    assert "p9_g_gone  FAILED" in out and "the cluster had no worker left for 2 s" in out
+    assert not executed(root, "p9_g_gone.ipynb").exists()
 
 
 def test_workers_with_other_versions_are_refused(project, scheduler, monkeypatch, capsys):
