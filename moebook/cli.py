@@ -191,9 +191,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("ids", nargs="+")
     a.add_argument("--out", default="_build/assign")
     a.set_defaults(fn=cmd_assign)
-    g = sub.add_parser("grade", help="grade one submission locally with an autograder bundle")
+    g = sub.add_parser("grade", help="grade submissions locally with an autograder bundle")
     g.add_argument("bundle")
-    g.add_argument("submission")
+    g.add_argument("submission", nargs="+")
+    g.add_argument("--jobs", type=_workers, default=1, metavar="N",
+                   help="grade N submissions at a time (default 1)")
     g.add_argument("--json", help="also write the report as JSON here")
     g.set_defaults(fn=cmd_grade)
     return p

@@ -11,7 +11,8 @@ is hidden.
 
 ``assign`` turns the chapter into otter's master notebook (an ``# ASSIGNMENT CONFIG`` cell first;
 every gated solution's markdown removed; ungraded solutions removed whole) and runs ``otter assign``.
-``grade`` runs ``otter.api.grade_submission`` (no container, no network).
+``grade`` runs ``otter.api.grade_submission`` (no container, no network); ``grade_many`` grades
+several submissions in a pool of processes (each submission's kernel runs on one thread).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -187,11 +190,35 @@ def read_submission(path: Path):
         raise UsageError(f"{path} is not a Jupyter notebook (.ipynb): {type(e).__name__}") from None
 
 
-def grade(bundle: Path, submission: Path) -> dict:
-    """Grade one submission locally with otter (no container): points per question, failing claims."""
+def _check_inputs(bundle: Path, submission: Path) -> None:
     if not zipfile.is_zipfile(bundle):
         raise UsageError(f"{bundle} is not an autograder bundle (a zip made by 'moebook assign')")
     read_submission(submission)
+
+
+def grade(bundle: Path, submission: Path) -> dict:
+    """Grade one submission locally with otter (no container): points per question, failing claims."""
+    _check_inputs(bundle, submission)
+    return _grade(bundle, submission)
+
+
+def grade_many(pairs: Sequence[tuple[Path, Path]], jobs: int = 1) -> list[dict]:
+    """Reports of ``grade(bundle, submission)`` for each pair, in order, ``jobs`` at a time.
+
+    Every input is checked before any grading starts; the graders are fresh processes (spawned,
+    not forked from a process that may hold threads)."""
+    pairs = [(Path(b), Path(s)) for b, s in pairs]
+    for b, s in pairs:
+        _check_inputs(b, s)
+    if jobs <= 1 or len(pairs) <= 1:
+        return [_grade(b, s) for b, s in pairs]
+    import multiprocessing
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pairs)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_grade, *zip(*pairs, strict=True)))
+
+
+def _grade(bundle: Path, submission: Path) -> dict:
     from otter.api import grade_submission
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         res = grade_submission(str(submission), str(bundle), quiet=True)
@@ -233,11 +260,17 @@ def cmd_assign(args, resolve) -> int:
 
 
 def cmd_grade(args) -> int:
-    rep = grade(Path(args.bundle), Path(args.submission))
-    print(format_report(rep))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=1, default=str))
-    return 0 if rep["total"] == rep["possible"] else 1
+    subs = [Path(s) for s in args.submission]
+    reps = grade_many([(Path(args.bundle), s) for s in subs], jobs=args.jobs)
+    for s, rep in zip(subs, reps, strict=True):
+        if len(subs) > 1:
+            print(f"== {s}")
+        print(format_report(rep))
+    if args.json:  # one submission: its report; several: a list of reports, each naming its file
+        data = reps[0] if len(subs) == 1 else [dict(r, submission=str(s))
+                                               for s, r in zip(subs, reps, strict=True)]
+        Path(args.json).write_text(json.dumps(data, indent=1, default=str))
+    return 0 if all(r["total"] == r["possible"] for r in reps) else 1
 
 
 def student_view(path: Path) -> None:

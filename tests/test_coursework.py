@@ -100,21 +100,53 @@ def _with_answer(student: Path, code: str, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def graded(assignments, tmp_path_factory):
+    """Per marked chapter the reports of the solution, the untouched student notebook and a wrong
+    answer, all graded in one pool (two at a time: each kernel runs on one thread)."""
+    subs = {}
+    for c in MARKED:
+        r = assignments[0][c.id]
+        wrong = _with_answer(r["student"], WRONG[c.id], tmp_path_factory.mktemp(c.id) / "wrong.ipynb")
+        subs[c.id] = [(r["bundle"], r["student"].with_name(f"{c.id}.solution.ipynb")),
+                      (r["bundle"], r["student"]), (r["bundle"], wrong)]
+    reps = iter(cw.grade_many([p for c in MARKED for p in subs[c.id]], jobs=2))
+    return {c.id: [next(reps) for _ in range(3)] for c in MARKED}
+
+
 @pytest.mark.parametrize("chapter", MARKED, ids=lambda c: c.id)
-def test_grading(assignments, chapter, tmp_path):
+def test_grading(assignments, graded, chapter):
     r = assignments[0][chapter.id]
-    bundle = r["bundle"]
-    full = cw.grade(bundle, r["student"].with_name(f"{chapter.id}.solution.ipynb"))
+    full, blank, wrong = graded[chapter.id]
     assert full["total"] == full["possible"] > 0, cw.format_report(full)
-    blank = cw.grade(bundle, r["student"])
     assert blank["total"] < blank["possible"]
     report = cw.format_report(blank)
     assert "claims are not as expected" in report and "measured" in report and "required" in report, report
-    wrong = cw.grade(bundle, _with_answer(r["student"], WRONG[chapter.id], tmp_path / "wrong.ipynb"))
     first = r["questions"][0]["name"]
     lost = {q["name"]: q["possible"] - q["score"] for q in wrong["questions"]}
     assert lost[first] == next(q["possible"] for q in wrong["questions"] if q["name"] == first)
     assert all(v == 0 for k, v in lost.items() if k != first), cw.format_report(wrong)
+
+
+def test_grade_command_takes_several_submissions(tmp_path, monkeypatch, capsys):
+    from moebook import cli
+    full = {"total": 2.0, "possible": 2.0, "questions": [{"name": "q", "score": 2.0, "possible": 2.0,
+                                                          "failing": []}]}
+    part = dict(full, total=1.0)
+    seen = {}
+
+    def fake(pairs, jobs=1):
+        seen.update(pairs=pairs, jobs=jobs)
+        return [full, part]
+    monkeypatch.setattr(cw, "grade_many", fake)
+    out = tmp_path / "r.json"
+    assert cli.main(["grade", "b.zip", "a.ipynb", "c.ipynb", "--jobs", "2", "--json", str(out)]) == 1
+    assert seen == {"pairs": [(Path("b.zip"), Path("a.ipynb")), (Path("b.zip"), Path("c.ipynb"))], "jobs": 2}
+    text = capsys.readouterr().out
+    assert "== a.ipynb" in text and "== c.ipynb" in text and "total: 1 / 2" in text
+    import json
+    assert [r["submission"] for r in json.loads(out.read_text())] == ["a.ipynb", "c.ipynb"]
+    assert cli.main(["grade", "b.zip", "a.ipynb", "--jobs", "0"]) == 2
 
 
 @pytest.fixture(scope="session")
