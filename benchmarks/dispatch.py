@@ -6,7 +6,9 @@ interleaved run by run so that load from other processes hits them alike):
 
 - limit:   one matmul pair carrying the same active FLOPs, x[N k, d] @ W1[d, h] @ W2[h, d];
 - loop:    ``moe_lib.MoE.forward`` with its default ``dispatch="loop"`` (one call per routed expert);
-- grouped: ``moe_lib.models.dispatch.grouped_forward`` (sorted by expert, padded batched matmuls);
+- grouped: ``moe_lib.models.dispatch.grouped_forward`` in its inference form (sorted by expert, each
+           expert on its block of rows, the experts in groups on threads of single-threaded ops);
+- grouped padded: the same with ``form="padded"`` (padded batched matmuls, the autograd form);
 - dense:   ``dispatch.dense_reference``, every expert on every token (E / k times the active FLOPs);
 
 and, on the same routing with all bookkeeping done before the timed region, what the expert
@@ -86,12 +88,14 @@ def bench(n_exp: int, k: int, experts, args) -> dict:
         def loop():
             return moe(x, r)   # MoE's default dispatch: one call per routed expert
         fns = {"limit": lambda: (xl @ w1) @ w2, "loop": loop,
-               "grouped": lambda: dispatch.grouped_forward(x, r, moe.experts, d), **_floors(moe, r, x)}
+               "grouped": lambda: dispatch.grouped_forward(x, r, moe.experts, d),
+               "grouped_padded": lambda: dispatch.grouped_forward(x, r, moe.experts, d, form="padded"),
+               **_floors(moe, r, x)}
         dense_on = n_exp <= args.dense_max_experts
         if dense_on:
             fns["dense"] = lambda: dispatch.dense_reference(x, r, moe.experts)
         ref = loop()
-        err = float((fns["grouped"]() - ref).abs().max())
+        err = max(float((fns[g]() - ref).abs().max()) for g in ("grouped", "grouped_padded"))
         err_dense = float((fns["dense"]() - ref).abs().max()) if dense_on else float("nan")
         runs = {name: args.dense_runs if name == "dense" else args.loop_runs if name == "loop" else args.runs
                 for name in fns}
@@ -117,21 +121,26 @@ def table(rows: list[dict], args, load: tuple) -> str:
         f"top-k gate, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"no autograd. Times are medians of {args.runs} runs after one warm-up (loop: "
         f"{args.loop_runs}, dense: {args.dense_runs}); % = limit time / time, the limit being one "
-        f"matmul pair of the same active FLOPs (x[N k, d] @ W1[d, h] @ W2[h, d]). blocks = the "
+        f"matmul pair of the same active FLOPs (x[N k, d] @ W1[d, h] @ W2[h, d]). grouped = "
+        f"grouped_forward's inference form (expert blocks, experts in groups on threads), grouped padded "
+        f"= its autograd form; blocks = the "
         f"expert calls alone on pre-sorted rows, padded = baddbmm over pre-stacked weights and "
         f"padded rows, gmm = torch._grouped_mm over the sorted rows, read = one pass over all expert "
         f"weights; ceiling = limit / max(limit, read). "
         f"Load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores.\n",
-        "| E | k | rows per expert | limit ms | loop ms (%) | grouped ms (%) | blocks ms (%) "
-        "| padded ms (%) | gmm ms (%) | read ms | ceiling % | dense ms (%) | max abs diff grouped-loop "
+        "| E | k | rows per expert | limit ms | loop ms (%) | grouped ms (%) | grouped padded ms (%) "
+        "| blocks ms (%) "
+        "| padded ms (%) | gmm ms (%) | read ms | ceiling % | dense ms (%) "
+        "| max abs diff grouped-loop (both forms) "
         "| dense-loop |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         m = r["med"]
         lim = m["limit"]
         cell = functools.partial(_cell, m)
-        methods = " | ".join(cell(name) for name in ("loop", "grouped", "blocks", "padded", "gmm"))
+        methods = " | ".join(cell(name) for name in
+                             ("loop", "grouped", "grouped_padded", "blocks", "padded", "gmm"))
         lines.append(f"| {r['E']} | {r['k']} | {r['rows']:.0f} | {1e3 * lim:.1f} | {methods} | "
                      f"{1e3 * m['read']:.1f} | {100 * lim / max(lim, m['read']):.0f} | {cell('dense')} | "
                      f"{r['err']:.1e} | {r['err_dense']:.1e} |")

@@ -1,13 +1,21 @@
-"""Grouped sparse dispatch for the MoE layer: experts run as batched matmuls over padded groups.
+"""Grouped sparse dispatch for the MoE layer: tokens sorted by expert, experts run on their groups.
 
 ``grouped_forward(x, routing, experts)`` computes y(x) = sum_j w_j(x) f_{e_j(x)}(x) like the loop in
-``MoE.forward``, but with a constant number of large operations instead of ~8 small ones per expert:
+``MoE.forward``. The N k (token, slot) pairs are sorted by expert (a stable argsort), the experts
+run on their groups of rows, and the outputs are gathered back to (N, k, d_out) and combined with
+the gate weights. Two forms run the experts (``form="auto"`` picks segments when no gradient is
+needed, padded otherwise):
 
-1. the N k (token, slot) pairs are sorted by expert (a stable argsort);
-2. each expert's first C rows go into a zero-padded block (E, C, d) and every affine map of the
-   MLP experts runs as one ``torch.baddbmm`` over the stacked weights (E, out, in);
-3. experts with more than C rows run their remaining rows as one matmul per layer (views, no copy);
-4. the outputs are gathered back to (N, k, d_out) and combined with the gate weights.
+- **segments** (inference): each expert's layers run on its contiguous block of sorted rows (views,
+  no padding), the last layer written in place into one output. With T = ``torch.get_num_threads()``
+  > 1 the experts are cut into T contiguous groups of about equal rows and each group runs in its
+  own thread on single-threaded ops (the intra-op thread count is 1 for the duration of the call).
+  A small multi-threaded GEMM waits for all threads at every op, which costs most when other
+  processes share the cores; whole experts per thread do not synchronise at all.
+- **padded** (autograd): each expert's first C rows go into a zero-padded block (E, C, d) and every
+  affine map runs as one ``torch.baddbmm`` over the stacked weights (E, out, in); experts with more
+  than C rows run the rest as one matmul per layer (views, no copy). A constant number of large,
+  differentiable operations.
 
 C minimises E C + sum_e [c_e > C] (overflow_cost + c_e - C) over the expert loads c_e: padding
 rows are paid for in the batched matmul, an overflowing expert pays one small op per layer (about
@@ -19,10 +27,9 @@ once into stacked tensors and each parameter becomes a view of its slice, as ``n
 call. It is rebuilt when any parameter no longer points into it (``.to()``, reassignment). When
 gradients are needed the stack is ``torch.stack`` of the parameters, so autograd reaches them.
 
-Why batched and not one call per expert on its sorted rows: torch splits a bmm's batch (whole
-experts) across its threads, but a single small GEMM only within itself, and every small multi-
-threaded op waits for all threads (badly so when other processes share the cores).
-``benchmarks/dispatch.py`` measures both, and ``torch._grouped_mm``, as floors beside this function.
+``benchmarks/dispatch.py`` measures both forms, the expert calls alone and ``torch._grouped_mm`` as
+floors, and one pass over the weights (with many experts, reading every expert's weights once per
+forward bounds what any dispatch can reach).
 
 Experts that are not uniform ``MLP``s (other modules, mixed shapes, forward hooks) take a sorted
 segment loop that calls each expert module on its rows, with the same results.
@@ -30,8 +37,11 @@ segment loop that calls each expert module on its rows, with the same results.
 
 from __future__ import annotations
 
+import bisect
+import threading
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -191,14 +201,19 @@ def _act(h: torch.Tensor, slope: torch.Tensor | None, inplace: bool) -> torch.Te
     return torch.maximum(h, slope * h)
 
 
+FORMS = ("auto", "segments", "padded")
+
+
 def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_out: int | None = None,
-                    *, overflow_cost: float = 64.0) -> torch.Tensor:
+                    *, overflow_cost: float = 64.0, form: str = "auto") -> torch.Tensor:
     """Sparse MoE output sum_j routing.weight[:, j] * experts[routing.idx[:, j]](x), shape (N, d_out).
 
     Exact for any k and routing (empty experts included), float32 and float64, differentiable in
     x, the routing weights and the experts' parameters. ``d_out`` is needed only for non-MLP experts
-    when no row is routed at all.
+    when no row is routed at all. ``form`` (see the module docstring) applies to uniform MLP
+    experts; ``"segments"`` when a gradient is needed is a ValueError.
     """
+    form = validate.choice(form, "form", FORMS)
     idx, w = _check(x, routing, experts)
     n, k = idx.shape
     n_exp = len(experts)
@@ -213,7 +228,15 @@ def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_ou
     counts = torch.bincount(flat, minlength=n_exp)
     xs = x.index_select(0, order // k)  # rows in expert order
     if _uniform_mlps(experts):
-        ys, pos = _padded_mlp(xs, flat[order], counts, experts, overflow_cost)
+        st, grad = stacked_weights(experts)
+        grad = grad or (torch.is_grad_enabled() and xs.requires_grad)
+        if form == "segments" and grad:
+            raise ValueError("form: expected 'auto' or 'padded' when a gradient is needed (the segments "
+                             "form writes in place), got 'segments'")
+        if form == "padded" or grad:
+            ys, pos = _padded_mlp(xs, flat[order], counts, st, grad, overflow_cost)
+        else:
+            ys, pos = _segment_mlp(xs, counts, st, torch.get_num_threads()), torch.arange(n * k)
     else:
         ys, pos = _segment_loop(xs, counts, experts), torch.arange(n * k)
     where = torch.empty_like(pos)
@@ -222,11 +245,10 @@ def grouped_forward(x: torch.Tensor, routing, experts: Sequence[nn.Module], d_ou
     return (y * w.unsqueeze(-1)).sum(dim=1)
 
 
-def _padded_mlp(xs: torch.Tensor, sorted_e: torch.Tensor, counts: torch.Tensor, experts: Sequence[MLP],
+def _padded_mlp(xs: torch.Tensor, sorted_e: torch.Tensor, counts: torch.Tensor, st: _Stack, grad: bool,
                 overflow_cost: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs of the sorted rows as one tensor, and each sorted row's position in it."""
     n_exp, nk = counts.numel(), xs.shape[0]
-    st, grad = stacked_weights(experts)
     cap = choose_capacity(counts, overflow_cost)
     starts = counts.cumsum(0) - counts
     rank = torch.arange(nk) - starts[sorted_e]
@@ -255,6 +277,55 @@ def _padded_mlp(xs: torch.Tensor, sorted_e: torch.Tensor, counts: torch.Tensor, 
                     h = _act(h, None if st.slopes[i] is None else st.slopes[i][e], not grad)
             parts.append(h)
     return (torch.cat(parts) if len(parts) > 1 else parts[0]), pos
+
+
+_POOL: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if n not in _POOL:
+            _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="moe-dispatch")
+        return _POOL[n]
+
+
+def _segment_mlp(xs: torch.Tensor, counts: torch.Tensor, st: _Stack, threads: int) -> torch.Tensor:
+    """Inference: the sorted rows' outputs, each expert's layers on its block of rows (no padding)."""
+    ends = counts.cumsum(0).tolist()
+    starts = [0] + ends[:-1]
+    ys = xs.new_empty(xs.shape[0], st.weights[-1].shape[1])
+    last = len(st.weights) - 1
+
+    def run(lo: int, hi: int) -> None:
+        for e in range(lo, hi):
+            a, b = starts[e], ends[e]
+            if a == b:
+                continue
+            h = xs[a:b]
+            for i in range(last):
+                h = F.linear(h, st.weights[i][e], st.biases[i][e])
+                h = _act(h, None if st.slopes[i] is None else st.slopes[i][e], True)
+            torch.addmm(st.biases[last][e], h, st.weights[last][e].t(), out=ys[a:b])
+
+    n_exp, total = counts.numel(), ends[-1]
+    if threads <= 1 or n_exp == 1 or total == 0:
+        run(0, n_exp)
+        return ys
+    # contiguous groups of experts with about total / threads rows each
+    bounds = sorted({0, n_exp, *(min(bisect.bisect_left(ends, j * total / threads) + 1, n_exp)
+                                  for j in range(1, threads))})
+    groups = list(zip(bounds[:-1], bounds[1:], strict=True))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        futures = [_pool(threads).submit(run, lo, hi) for lo, hi in groups[1:]]
+        run(*groups[0])  # the calling thread takes the first group
+        for f in futures:
+            f.result()
+    finally:
+        torch.set_num_threads(previous)
+    return ys
 
 
 def _segment_loop(xs: torch.Tensor, counts: torch.Tensor, experts: Sequence[nn.Module]) -> torch.Tensor:

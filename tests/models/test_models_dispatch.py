@@ -40,6 +40,55 @@ def test_grouped_equals_dense_reference(n_exp, k, dtype):
     assert (y - moe(x, r)).abs().max() <= 1e-6
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n_exp, k, n_used", [(1, 1, 1), (3, 2, 3), (8, 2, 8), (64, 1, 64), (64, 2, 5)])
+def test_segments_equal_the_padded_form_and_the_loop(n_exp, k, n_used, threads):
+    # inference takes the segments form; with threads > 1 the experts run in groups on threads
+    moe = layer(n_exp, k)
+    x = torch.randn(400, 5)
+    r = random_routing(400, n_exp, k, torch.float32, n_used=n_used)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            seg = grouped_forward(x, r, moe.experts, form="segments")
+            auto = grouped_forward(x, r, moe.experts)
+            pad = grouped_forward(x, r, moe.experts, form="padded")
+            loop = moe(x, r)
+        assert torch.get_num_threads() == threads  # restored after the threaded groups
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(seg, auto)
+    for other in (pad, loop, dense_reference(x, r, moe.experts)):
+        assert (seg - other).abs().max() <= 1e-6
+
+
+def test_segments_take_prelu_and_deeper_experts_on_threads():
+    moe = layer(6, 2, torch.float64, depth=3, activation="prelu")
+    for e, f in enumerate(moe.experts):
+        for m in f.net:
+            if isinstance(m, ml.PReLU):
+                m.a.data.fill_(0.1 * e)
+    x = torch.randn(200, 5, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            y = grouped_forward(x, moe.route(x), moe.experts, form="segments")
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(y, moe.dense_forward(x), atol=1e-12)
+
+
+def test_the_form_is_checked():
+    moe = layer(4, 2)
+    x = torch.randn(10, 5)
+    with pytest.raises(ValueError, match="form: expected 'auto' or 'padded' when a gradient is needed"):
+        grouped_forward(x, moe.route(x), moe.experts, form="segments")
+    with pytest.raises(ValueError, match="form"):
+        grouped_forward(x, moe.route(x), moe.experts, form="packed")
+
+
 @pytest.mark.parametrize("cost", [0.0, 4.0, 1e9])
 def test_every_capacity_choice_is_exact(cost):
     # cost 0: small padded groups and many overflowing experts; 1e9: C = max load, no overflow
