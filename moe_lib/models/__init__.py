@@ -11,7 +11,7 @@
 - ``variants``: ``DenseThenMoE``, ``SharedRoutedMoE`` and the rewrites ``as_dense_then_moe``,
   ``as_shared_routed``, ``merge_shared``; ``AutoencoderExpert``, ``autoencoder_expert_params``;
 - ``batching``: ``apply_in_chunks`` (evaluate on many rows a block at a time);
-- ``dispatch``: ``grouped_forward`` (tokens sorted by expert, experts run as batched matmuls;
+- ``dispatch``: ``grouped_forward`` (tokens sorted by expert, each expert on its block of rows;
   ``MoE(..., dispatch="grouped")``) and ``dense_reference``;
 - ``routing_tree``: P1's trees over the grid of cells, ``DyadicTreeRouter`` (2^n-ary nearest
   centre) and ``KDTreeRouter`` (binary), with ``brute_force_cells`` and test-point helpers;

@@ -61,8 +61,9 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor, routing: Routing | None = None) -> torch.Tensor:
         """Sparse dispatch: each expert sees only the rows routed to it. ``dispatch="loop"`` runs one
         call per routed expert, so with k = 1 each row is its expert's output bit for bit;
-        ``"grouped"`` (``dispatch.grouped_forward``) sorts tokens by expert and runs the experts as
-        batched matmuls: much faster with many experts, equal up to rounding. An explicit
+        ``"grouped"`` (``dispatch.grouped_forward``) sorts tokens by expert and runs each expert on its
+        block of rows (in inference, the experts in groups on threads; with autograd, as padded
+        batched matmuls): much faster with many experts, equal up to rounding. An explicit
         ``routing`` is checked against x and the number of experts."""
         x = self._input(x)
         r = self.route(x) if routing is None else routing.checked(x.shape[0], self.n_experts)
