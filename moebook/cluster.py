@@ -26,7 +26,7 @@ ALLOWED_FAILURES = 1  # a task whose worker dies is run once more, then reported
 CONNECT_TIMEOUT = "15s"
 # Longer than a nanny takes to restart a dead worker (seconds) and than a stalled VM (a minute);
 # a cluster with no worker for this long is not coming back by itself.
-NO_WORKERS_TIMEOUT = "10 minutes"
+NO_WORKERS_TIMEOUT = "10m"
 
 
 class Cluster:
@@ -102,8 +102,9 @@ def _scheduler_notes(client) -> str:
         notes.append(f"note: this scheduler reruns a task whose worker died {failures} times; start it "
                      f"with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES={ALLOWED_FAILURES} for one retry")
     if no_workers is None:
-        notes.append("note: this scheduler keeps chapters waiting for ever when no worker is left; start "
-                     "it with DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT=10m to have them reported")
+        notes.append("note: this scheduler keeps chapters waiting for ever when no worker is left; "
+                     f"start it with DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT={NO_WORKERS_TIMEOUT} "
+                     "to have them reported")
     return "\n".join(notes)
 
 
@@ -179,7 +180,7 @@ def submission_order(pending: list) -> list:
     return sorted(pending, key=key)
 
 
-def _seconds(t: float) -> str:
+def _duration(t: float) -> str:
     return f"{t / 60:g} min" if t >= 60 else f"{t:g} s"
 
 
@@ -223,7 +224,7 @@ def run_cluster(plans: list[Plan], profile: str, force: bool, timeout: float,
                            "error": "the worker running it died, and again on the retry; not retried again"}
             except NoWorkerError as e:
                 outcome = {"status": "FAILED", "seconds": 0.0, "notebook": None,
-                           "error": f"not run: the cluster had no worker left for {_seconds(e.timeout)}; "
+                           "error": f"not run: the cluster had no worker left for {_duration(e.timeout)}; "
                                     "start workers and rerun (finished chapters are cached)"}
             except Exception as e:  # noqa: BLE001 - reported as this chapter's failure
                 outcome = {"status": "FAILED", "seconds": 0.0, "notebook": None,
